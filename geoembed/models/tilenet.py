@@ -1,0 +1,60 @@
+"""TileNet, the Tile2Vec encoder (Jean et al. 2019): a ResNet-18-like network without a head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and a (projected when needed) shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class TileNet(nn.Module):
+    """3x3 stem at stride 1, five stages of two basic blocks, global average pooling.
+
+    Stage widths are ``base_width * (1, 2, 4, 8)`` and then ``z_dim`` (the paper: base width
+    64, so 64/128/256/512/z_dim), strides 1/2/2/2/2. The output is the embedding (no head).
+
+    Args:
+        in_channels: number of input bands.
+        z_dim: embedding size (512 in the paper).
+        base_width: width of the stem and first stage (64 in the paper; smaller for CPUs).
+    """
+
+    def __init__(self, in_channels: int, z_dim: int = 512, base_width: int = 64) -> None:
+        super().__init__()
+        self.in_channels, self.z_dim, self.base_width = in_channels, z_dim, base_width
+        widths = [base_width, base_width * 2, base_width * 4, base_width * 8, z_dim]
+        strides = [1, 2, 2, 2, 2]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, base_width, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(base_width),
+            nn.ReLU(inplace=True),
+        )
+        stages, ch = [], base_width
+        for width, stride in zip(widths, strides, strict=True):
+            stages.append(nn.Sequential(BasicBlock(ch, width, stride), BasicBlock(width, width)))
+            ch = width
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(self.stem(x))).flatten(1)

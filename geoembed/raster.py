@@ -1,0 +1,440 @@
+"""Raster I/O: open scenes, read windows with their validity masks, band statistics, write GeoTIFFs.
+
+Arrays are ``(C, H, W)`` (rasterio's order). Bands are 1-based like rasterio. A pixel is
+*valid* when the dataset's mask says so for every selected band (dataset nodata, internal or
+sidecar masks, alpha bands) and, for floating-point data, when every band is finite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import MaskFlags
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from geoembed.errors import CRSError, InputError, OutputExistsError, RasterError
+
+
+@dataclass
+class Scene:
+    """One georeferenced raster with a band selection; reads windows without loading it whole.
+
+    The dataset handle is opened lazily and cached per process (a Scene can be sent to
+    DataLoader workers: each worker opens its own handle).
+    """
+
+    path: str
+    bands: tuple[int, ...]
+    width: int
+    height: int
+    dtype: str
+    crs: Any
+    transform: Any
+    nodata: float | None
+    descriptions: tuple[str | None, ...]
+    _mask_mode: str = "none"  # "none" | "dataset" | "per-band"
+    _ds: Any = field(default=None, repr=False, compare=False)
+    _pid: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def count(self) -> int:
+        """Number of selected bands."""
+        return len(self.bands)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(bands, height, width)."""
+        return (self.count, self.height, self.width)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def dataset(self) -> rasterio.io.DatasetReader:
+        """The open rasterio dataset (reopened after a fork)."""
+        if self._ds is None or self._pid != os.getpid():
+            self._ds = rasterio.open(self.path)
+            self._pid = os.getpid()
+        return self._ds
+
+    def close(self) -> None:
+        if self._ds is not None and self._pid == os.getpid():
+            self._ds.close()
+        self._ds = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_ds"] = None
+        state["_pid"] = None
+        return state
+
+    def window_in_bounds(self, window: Window) -> bool:
+        """True when the window lies fully inside the scene."""
+        return (
+            window.col_off >= 0
+            and window.row_off >= 0
+            and window.col_off + window.width <= self.width
+            and window.row_off + window.height <= self.height
+        )
+
+    def read(self, window: Window | None = None, *, boundless: bool = False) -> np.ndarray:
+        """Read the selected bands in ``window`` as ``(C, h, w)`` in the scene's dtype."""
+        kwargs: dict[str, Any] = {"window": window}
+        if boundless:
+            kwargs.update(boundless=True, fill_value=self.nodata if self.nodata is not None else 0)
+        return self.dataset.read(list(self.bands), **kwargs)
+
+    def read_valid(self, window: Window | None = None, *, data: np.ndarray | None = None,
+                   boundless: bool = False, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Boolean ``(h, w)`` validity mask of ``window``.
+
+        ``data`` (the window's pixels, if already read) adds the NaN check for float rasters.
+        ``out_shape`` reads a decimated mask (for coverage maps of large scenes).
+        Pixels outside the scene are invalid when ``boundless``.
+        """
+        if window is None:
+            window = Window(0, 0, self.width, self.height)
+        h, w = out_shape if out_shape is not None else (int(window.height), int(window.width))
+        if self._mask_mode == "none":
+            valid = np.ones((h, w), dtype=bool)
+            if boundless:
+                valid &= _inside_mask(window, self.width, self.height, (h, w))
+        else:
+            idx = [self.bands[0]] if self._mask_mode == "dataset" else list(self.bands)
+            kwargs: dict[str, Any] = {"window": window}
+            if out_shape is not None:
+                kwargs["out_shape"] = (len(idx), h, w)
+            if boundless:
+                kwargs["boundless"] = True
+            masks = self.dataset.read_masks(idx, **kwargs)
+            valid = np.all(masks > 0, axis=0)
+        if data is not None and np.issubdtype(data.dtype, np.floating):
+            valid &= np.all(np.isfinite(data), axis=0)
+        return valid
+
+    def read_with_mask(self, window: Window, *, boundless: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels ``(C, h, w)`` and validity mask ``(h, w)`` of ``window``."""
+        data = self.read(window, boundless=boundless)
+        return data, self.read_valid(window, data=data, boundless=boundless)
+
+    def window_bounds(self, window: Window) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of a window in the scene's CRS."""
+        return rasterio.windows.bounds(window, self.transform)
+
+    def window_transform(self, window: Window) -> Any:
+        return rasterio.windows.transform(window, self.transform)
+
+
+def _inside_mask(window: Window, width: int, height: int, shape: tuple[int, int]) -> np.ndarray:
+    rows = np.linspace(window.row_off, window.row_off + window.height, shape[0], endpoint=False)
+    cols = np.linspace(window.col_off, window.col_off + window.width, shape[1], endpoint=False)
+    return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+
+
+def open_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, *,
+               allow_no_crs: bool = False) -> Scene:
+    """Open a GDAL-readable raster as a :class:`Scene`.
+
+    Args:
+        path: the raster file.
+        bands: 1-based band indexes to use (default: every band).
+        allow_no_crs: accept a raster without a CRS (pixel coordinates only).
+
+    Raises:
+        InputError: the path does not exist or a band index is out of range.
+        RasterError: the file is not a raster.
+        CRSError: the raster has no CRS and ``allow_no_crs`` is false.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        ds = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterError(f"{path}: not a raster GDAL can read ({_first_line(exc)})") from None
+    with ds:
+        if ds.count == 0:
+            raise RasterError(f"{path}: the raster has no bands")
+        if bands is None or len(bands) == 0:
+            band_idx = tuple(range(1, ds.count + 1))
+        else:
+            band_idx = tuple(int(b) for b in bands)
+            bad = [b for b in band_idx if not 1 <= b <= ds.count]
+            if bad:
+                raise InputError(
+                    f"{path}: band(s) {bad} out of range; the raster has bands 1..{ds.count}"
+                )
+        if ds.crs is None and not allow_no_crs:
+            raise CRSError(
+                f"{path}: the raster has no CRS; assign one (gdal_edit.py -a_srs) "
+                "or pass --allow-no-crs to work in pixel coordinates"
+            )
+        dtypes = {ds.dtypes[b - 1] for b in band_idx}
+        if len(dtypes) > 1:
+            raise RasterError(f"{path}: selected bands have different dtypes {sorted(dtypes)}")
+        flags = [ds.mask_flag_enums[b - 1] for b in band_idx]
+        is_float = np.issubdtype(np.dtype(ds.dtypes[band_idx[0] - 1]), np.floating)
+        if all(f == [MaskFlags.all_valid] for f in flags):
+            mode = "none"
+        elif all(MaskFlags.per_dataset in f for f in flags):
+            mode = "dataset"
+        else:
+            mode = "per-band"
+        if mode == "none" and is_float:
+            mode = "none"  # NaN handled from the data itself in read_valid
+        nodata = ds.nodatavals[band_idx[0] - 1]
+        return Scene(
+            path=path,
+            bands=band_idx,
+            width=ds.width,
+            height=ds.height,
+            dtype=ds.dtypes[band_idx[0] - 1],
+            crs=ds.crs,
+            transform=ds.transform,
+            nodata=nodata,
+            descriptions=tuple(ds.descriptions[b - 1] for b in band_idx),
+            _mask_mode=mode,
+        )
+
+
+def open_scenes(paths: Iterable[str | os.PathLike], bands: Sequence[int] | None = None, *,
+                allow_no_crs: bool = False) -> list[Scene]:
+    """Open several scenes that must share their (selected) band count and dtype."""
+    scenes = [open_scene(p, bands, allow_no_crs=allow_no_crs) for p in paths]
+    if not scenes:
+        raise InputError("no scene given")
+    first = scenes[0]
+    for s in scenes[1:]:
+        if s.count != first.count:
+            raise RasterError(
+                f"{s.path} has {s.count} bands but {first.path} has {first.count}; "
+                "use --bands to select the same bands in every scene"
+            )
+        if np.dtype(s.dtype) != np.dtype(first.dtype):
+            raise RasterError(f"{s.path} is {s.dtype} but {first.path} is {first.dtype}")
+    return scenes
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@dataclass
+class BandStats:
+    """Per-band statistics of valid pixels: mean, std, 2nd and 98th percentiles."""
+
+    mean: list[float]
+    std: list[float]
+    p2: list[float]
+    p98: list[float]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean, "std": self.std, "p2": self.p2, "p98": self.p98}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BandStats:
+        return cls(**{k: [float(v) for v in d[k]] for k in ("mean", "std", "p2", "p98")})
+
+
+def band_statistics(scenes: Sequence[Scene], *, n_windows: int = 64, window_size: int = 256,
+                    seed: int = 0, max_pixels: int = 2_000_000) -> BandStats:
+    """Estimate per-band statistics of valid pixels from a random sample of windows.
+
+    Scenes are visited in proportion to their area; windows are read whole (no full-scene
+    load). Raises :class:`RasterError` when no valid pixel is found.
+    """
+    rng = np.random.default_rng(seed)
+    areas = np.array([s.width * s.height for s in scenes], dtype=float)
+    picks = rng.choice(len(scenes), size=n_windows, p=areas / areas.sum())
+    samples: list[np.ndarray] = []
+    per_window = max(1, max_pixels // n_windows)
+    for si in picks:
+        s = scenes[si]
+        h, w = min(window_size, s.height), min(window_size, s.width)
+        row = int(rng.integers(0, s.height - h + 1))
+        col = int(rng.integers(0, s.width - w + 1))
+        data, valid = s.read_with_mask(Window(col, row, w, h))
+        px = data[:, valid].astype(np.float64)
+        if px.shape[1] > per_window:
+            px = px[:, rng.choice(px.shape[1], per_window, replace=False)]
+        if px.size:
+            samples.append(px)
+    if not samples:
+        # fall back to a decimated read of every scene before giving up
+        for s in scenes:
+            shape = (min(s.height, 512), min(s.width, 512))
+            data = s.dataset.read(list(s.bands), out_shape=(s.count, *shape))
+            valid = s.read_valid(out_shape=shape, data=data)
+            if valid.any():
+                samples.append(data[:, valid].astype(np.float64))
+    if not samples:
+        raise RasterError("no valid pixel found in the scenes: are they all nodata?")
+    px = np.concatenate(samples, axis=1)
+    p2, p98 = np.percentile(px, [2, 98], axis=1)
+    std = px.std(axis=1)
+    return BandStats(
+        mean=px.mean(axis=1).tolist(),
+        std=np.where(std > 0, std, 1.0).tolist(),
+        p2=p2.tolist(),
+        p98=p98.tolist(),
+    )
+
+
+def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``; make the parent directory."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def temporary_sibling(path: str | os.PathLike) -> Path:
+    """A hidden temporary path next to ``path`` (same filesystem, so rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def replace_path(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final``, replacing a file or a directory that is there."""
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+class RasterWriter:
+    """Write a georeferenced GeoTIFF window by window, atomically.
+
+    Data go to a temporary file next to the output, renamed into place when the ``with``
+    block ends without error (an interrupted run leaves nothing at the output path).
+    With ``cog=True`` the result is converted to a Cloud Optimized GeoTIFF with overviews.
+
+    Example:
+        >>> with RasterWriter(path, width=w, height=h, count=3, dtype="float32",
+        ...                   crs=crs, transform=transform, nodata=np.nan) as out:
+        ...     out.write(block, Window(0, 0, w, 256))
+    """
+
+    def __init__(self, path: str | os.PathLike, *, width: int, height: int, count: int,
+                 dtype: str | np.dtype, crs: Any, transform: Any, nodata: float | None = None,
+                 descriptions: Sequence[str] | None = None, tags: dict[str, Any] | None = None,
+                 band_tags: Sequence[dict[str, Any]] | None = None, overwrite: bool = False,
+                 cog: bool = False, blocksize: int = 256, compress: str = "deflate",
+                 overview_resampling: str = "average") -> None:
+        self.path = check_output(path, overwrite)
+        self.cog = cog
+        self.overview_resampling = overview_resampling
+        self.compress = compress
+        self.blocksize = blocksize
+        self._tmp = temporary_sibling(self.path)
+        dtype = np.dtype(dtype).name
+        tiled = width >= 16 and height >= 16
+        profile = {
+            "driver": "GTiff", "width": width, "height": height, "count": count,
+            "dtype": dtype, "crs": crs, "transform": transform, "nodata": nodata,
+            "compress": compress, "BIGTIFF": "IF_SAFER",
+        }
+        if tiled:
+            bs = min(blocksize, 16 * max(1, min(width, height) // 16))
+            profile.update(tiled=True, blockxsize=bs, blockysize=bs)
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            profile["predictor"] = 3
+        elif compress in ("deflate", "lzw", "zstd"):
+            profile["predictor"] = 2
+        self._profile = profile
+        self._descriptions = list(descriptions) if descriptions is not None else None
+        self._tags = {k: str(v) for k, v in (tags or {}).items()}
+        self._band_tags = band_tags
+        self._ds: Any = None
+
+    def __enter__(self) -> RasterWriter:
+        self._ds = rasterio.open(self._tmp, "w", **self._profile)
+        if self._descriptions is not None:
+            for i, d in enumerate(self._descriptions, start=1):
+                self._ds.set_band_description(i, d)
+        if self._tags:
+            self._ds.update_tags(**self._tags)
+        if self._band_tags:
+            for i, t in enumerate(self._band_tags, start=1):
+                self._ds.update_tags(i, **{k: str(v) for k, v in t.items()})
+        return self
+
+    @property
+    def dataset(self) -> Any:
+        return self._ds
+
+    def write(self, array: np.ndarray, window: Window) -> None:
+        """Write ``(count, h, w)`` (or ``(h, w)`` for one band) at ``window``."""
+        if array.ndim == 2:
+            array = array[None]
+        self._ds.write(array.astype(self._profile["dtype"], copy=False), window=window)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._ds.close()
+            if exc_type is None:
+                if self.cog:
+                    cog_tmp = temporary_sibling(self.path)
+                    try:
+                        _to_cog(self._tmp, cog_tmp, self._profile, self.overview_resampling,
+                                self.compress, self.blocksize)
+                    except BaseException:
+                        cog_tmp.unlink(missing_ok=True)
+                        raise
+                    self._tmp.unlink(missing_ok=True)
+                    replace_path(cog_tmp, self.path)
+                else:
+                    replace_path(self._tmp, self.path)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _to_cog(src: Path, dst: Path, profile: dict, resampling: str, compress: str,
+            blocksize: int) -> None:
+    """Copy a GeoTIFF to a Cloud Optimized GeoTIFF (GDAL's COG driver builds the overviews)."""
+    opts: dict[str, Any] = {
+        "driver": "COG", "compress": compress, "blocksize": blocksize,
+        "overview_resampling": resampling, "resampling": resampling, "BIGTIFF": "IF_SAFER",
+    }
+    if "predictor" in profile:
+        opts["predictor"] = "FLOATING_POINT" if profile["predictor"] == 3 else "YES"
+    rasterio.shutil.copy(str(src), str(dst), **opts)
+
+
+def write_geotiff(path: str | os.PathLike, array: np.ndarray, *, crs: Any, transform: Any,
+                  nodata: float | None = None, descriptions: Sequence[str] | None = None,
+                  tags: dict[str, Any] | None = None, overwrite: bool = False,
+                  cog: bool = False) -> Path:
+    """Write a whole ``(C, H, W)`` (or ``(H, W)``) array as a tiled, compressed GeoTIFF."""
+    if array.ndim == 2:
+        array = array[None]
+    count, height, width = array.shape
+    with RasterWriter(path, width=width, height=height, count=count, dtype=array.dtype,
+                      crs=crs, transform=transform, nodata=nodata, descriptions=descriptions,
+                      tags=tags, overwrite=overwrite, cog=cog) as out:
+        out.write(array, Window(0, 0, width, height))
+    return Path(path)
+
+
+def normalize(data: np.ndarray, stats: BandStats | dict, valid: np.ndarray | None = None
+              ) -> np.ndarray:
+    """Standardise ``(..., C, H, W)`` with per-band mean/std; invalid pixels become 0 (the mean)."""
+    if isinstance(stats, dict):
+        stats = BandStats.from_dict(stats)
+    mean = np.asarray(stats.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(stats.std, dtype=np.float32).reshape(-1, 1, 1)
+    out = (data.astype(np.float32) - mean) / std
+    if valid is not None:
+        out = np.where(valid[..., None, :, :], out, np.float32(0.0))
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
