@@ -90,3 +90,16 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> None:
     except (RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit this model "
                               f"({str(exc).splitlines()[0][:160]})") from None
+
+
+def encoder_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild a trained encoder (in eval mode) from a loaded ``tile2vec`` checkpoint dict."""
+    try:
+        cfg = dict(ckpt["encoder"])
+        model = build_encoder(cfg.pop("name"), cfg.pop("in_channels"), cfg.pop("z_dim"),
+                              base_width=cfg.pop("base_width", 64), **cfg)
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"the checkpoint's encoder cannot be rebuilt ({type(exc).__name__}:"
+                              f" {str(exc).splitlines()[0][:160]})") from None
+    return model.eval()
