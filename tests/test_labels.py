@@ -1,0 +1,78 @@
+"""Labels: reprojection to the scene, pixel positions, drops counted, classes, grid checks."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from shapely.geometry import Point, box
+
+from geoembed.errors import CRSError, LabelError, RasterError
+from geoembed.labels import (
+    check_same_grid,
+    encode_classes,
+    raster_pixel_labels,
+    rowcol_to_xy,
+    vector_pixel_labels,
+)
+from geoembed.raster import open_scene
+from tests.conftest import write_raster
+
+
+def test_points_in_4326_land_on_their_pixels(make_raster, tmp_path):
+    scene = open_scene(make_raster(size=(64, 80), border=4))
+    rows = np.array([10, 20, 30, 50, 0, 2])
+    cols = np.array([10, 70, 33, 5, 0, 40])
+    x, y = rowcol_to_xy(scene, rows, cols)
+    pts = gpd.GeoDataFrame({"cls": ["a", "b", "a", "b", "a", "b"]},
+                           geometry=[Point(a, b) for a, b in zip(x, y, strict=True)],
+                           crs=scene.crs).to_crs("EPSG:4326")
+    path = tmp_path / "pts.gpkg"
+    pts.to_file(path)
+    out = vector_pixel_labels(path, scene, "cls")
+    # the last two are on the nodata border
+    assert out.n_nodata == 2 and out.n_outside == 0
+    np.testing.assert_array_equal(out.rows, rows[:4])
+    np.testing.assert_array_equal(out.cols, cols[:4])
+    assert out.labels.tolist() == ["a", "b", "a", "b"]
+
+
+def test_outside_and_polygons(make_raster):
+    scene = open_scene(make_raster(size=(64, 64)))
+    left, bottom, right, top = scene.window_bounds(scene.dataset.window(*scene.dataset.bounds))
+    poly = box(left + 100, top - 200, left + 200, top - 100)  # pixels rows 10-20, cols 10-20
+    far = Point(left - 5000, top + 5000)
+    gdf = gpd.GeoDataFrame({"c": [1, 2]}, geometry=[poly, far], crs=scene.crs)
+    out = vector_pixel_labels(gdf, scene, "c", polygon_samples=25, seed=1)
+    assert out.n_outside == 1 and len(out) == 25
+    assert (out.rows >= 10).all() and (out.rows < 20).all()
+    assert (out.cols >= 10).all() and (out.cols < 20).all()
+
+
+def test_errors(make_raster):
+    scene = open_scene(make_raster(size=(32, 32)))
+    gdf = gpd.GeoDataFrame({"c": [1]}, geometry=[Point(0, 0)], crs="EPSG:4326")
+    with pytest.raises(LabelError, match="no column 'x'.*available columns: c"):
+        vector_pixel_labels(gdf, scene, "x")
+    with pytest.raises(LabelError, match="none of the 1 labels"):
+        vector_pixel_labels(gdf, scene, "c")
+    with pytest.raises(LabelError, match="only one class"):
+        encode_classes(np.array(["a", "a"]))
+    nocrs = gpd.GeoDataFrame({"c": [1]}, geometry=[Point(0, 0)])
+    with pytest.raises(CRSError):
+        vector_pixel_labels(nocrs, scene, "c")
+    codes, classes = encode_classes(np.array(["b", "a", "b"]))
+    assert classes == ["a", "b"] and codes.tolist() == [1, 0, 1]
+
+
+def test_label_raster_grid(make_raster, tmp_path):
+    scene = open_scene(make_raster(size=(32, 40), border=2))
+    lab = np.full((1, 32, 40), 255, np.uint8)
+    lab[0, 5:10, 5:10] = 3
+    lab[0, 0:2, 0:2] = 1  # on scene nodata: dropped
+    path = write_raster(tmp_path / "lab.tif", lab, nodata=255)
+    out = raster_pixel_labels(path, scene)
+    assert len(out) == 25 and set(out.labels.tolist()) == {3} and out.n_nodata == 4
+    bad = write_raster(tmp_path / "bad.tif", lab[:, :30], nodata=255)
+    with pytest.raises(RasterError, match="not on the scene's grid"):
+        check_same_grid(scene, open_scene(bad))
