@@ -361,8 +361,8 @@ def _weak_labels(rng: np.random.Generator, landcover: np.ndarray, transform):
             if (lc == LANDCOVER_NODATA).any():
                 continue
             crop = is_crop[r0:r0 + TILE, c0:c0 + TILE]
-            x0, y0 = transform * (c0, r0)
-            x1, y1 = transform * (c0 + TILE, r0 + TILE)
+            x0, y0 = transform @ (c0, r0)
+            x1, y1 = transform @ (c0 + TILE, r0 + TILE)
             rows_.append(r0)
             cols_.append(c0)
             fracs.append(float(crop.mean()))
