@@ -1,0 +1,312 @@
+"""The on-disk triplet store written by ``geoembed tile``.
+
+A store is a directory holding:
+
+- ``triplets.npy``: one array ``(N, 3, C, T, T)`` in the scenes' dtype (anchor, neighbor,
+  distant), loadable with ``np.load(path, mmap_mode="r")``;
+- ``footprints.gpkg``: layer ``footprints``, one row per tile with columns ``triplet``,
+  ``role`` (anchor / neighbor / distant), ``scene`` (index into ``meta["scenes"]``), ``row``,
+  ``col`` (pixel offset of the window's top-left corner) and the window's footprint polygon.
+  Footprints are in the first scene's CRS (``meta["footprints_crs"]``): footprints of scenes
+  in another CRS are reprojected to it;
+- ``meta.json``: tile size, neighborhood, bands, band statistics, scenes (path, CRS,
+  transform, size, nodata), seed, sampler options and the geoembed version.
+
+The store is written streaming (pixels go straight to the file at their offset, memory does
+not grow with N or with scene size) into a temporary directory renamed into place at the end.
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from geoembed import __version__
+from geoembed.errors import CRSError, InputError, OutputExistsError
+from geoembed.raster import BandStats, Scene, band_statistics, open_scenes, temporary_sibling
+from geoembed.sampling import ROLES, TripletSampler
+
+FORMAT = "geoembed-triplets"
+TRIPLETS = "triplets.npy"
+FOOTPRINTS = "footprints.gpkg"
+META = "meta.json"
+_GDAL_CACHE_BYTES = 64 * 2**20  # keeps GDAL's block cache (and so peak memory) small
+
+
+@dataclass
+class TripletStore:
+    """An opened triplet store: ``triplets`` is a read-only memory map ``(N, 3, C, T, T)``."""
+
+    path: Path
+    triplets: np.ndarray
+    meta: dict
+
+    @property
+    def n_triplets(self) -> int:
+        return int(self.triplets.shape[0])
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.meta["tile_size"])
+
+    @property
+    def bands(self) -> list[int]:
+        """1-based band indexes of the scenes that the store holds."""
+        return list(self.meta["bands"])
+
+    @property
+    def band_count(self) -> int:
+        return int(self.meta["band_count"])
+
+    @property
+    def band_stats(self) -> BandStats:
+        return BandStats.from_dict(self.meta["band_stats"])
+
+    @property
+    def footprints_path(self) -> Path:
+        return self.path / FOOTPRINTS
+
+    def footprints(self) -> Any:
+        """The footprints as a GeoDataFrame (one row per tile)."""
+        import geopandas as gpd
+
+        return gpd.read_file(self.footprints_path, layer="footprints")
+
+    def __len__(self) -> int:
+        return self.n_triplets
+
+
+def open_store(path: str | os.PathLike) -> TripletStore:
+    """Open a triplet store, checking that its files agree with each other.
+
+    Raises:
+        InputError: a missing directory or file, a foreign or corrupt ``meta.json``, or a
+            ``triplets.npy`` that is truncated or whose shape/dtype disagrees with the metadata.
+    """
+    path = Path(path)
+    hint = "write one with `geoembed tile`"
+    if not path.is_dir():
+        raise InputError(f"{path}: no triplet store there ({hint})")
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise InputError(f"{path}: not a triplet store, {META} is missing ({hint})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{meta_path}: unreadable metadata ({exc}); rewrite the store") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{meta_path}: not a geoembed triplet store ({hint})")
+    npy = path / TRIPLETS
+    if not npy.is_file():
+        raise InputError(f"{path}: {TRIPLETS} is missing; rewrite the store ({hint})")
+    try:
+        triplets = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{npy}: truncated or corrupt ({str(exc).strip()}); rewrite the store ({hint})"
+        ) from None
+    try:
+        expected = (int(meta["n_triplets"]), 3, int(meta["band_count"]), int(meta["tile_size"]),
+                    int(meta["tile_size"]))
+        dtype = np.dtype(meta["dtype"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{meta_path}: incomplete metadata ({exc}); rewrite the store") from None
+    if triplets.shape != expected or triplets.dtype != dtype:
+        raise InputError(
+            f"{npy}: array {triplets.shape} {triplets.dtype} does not match {META} "
+            f"({expected} {dtype}); rewrite the store"
+        )
+    return TripletStore(path=path, triplets=triplets, meta=meta)
+
+
+def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike, *, n_triplets: int,
+         tile_size: int = 50, neighborhood: float = 100, bands: Sequence[int] | None = None,
+         max_nodata: float = 0.0, distant_other_scene_prob: float | None = None,
+         aoi: Any = None, seed: int = 0, overwrite: bool = False, quiet: bool = False,
+         allow_no_crs: bool = False) -> TripletStore:
+    """Sample Tile2Vec triplets from scenes into a triplet store at ``out``.
+
+    Args:
+        scenes: raster paths (same band count after the ``bands`` selection).
+        out: the store directory to write.
+        n_triplets: number of triplets ``N``.
+        tile_size: tile side in pixels.
+        neighborhood: neighbor radius in pixels (centers, Euclidean).
+        bands: 1-based bands to keep (default: every band).
+        max_nodata: largest nodata fraction of a tile.
+        distant_other_scene_prob: probability that a distant tile comes from another scene
+            (default 0.5 with several scenes, 0 with one).
+        aoi: vector file (any CRS) or GeoDataFrame restricting anchors' centers.
+        seed: random seed; the same seed gives the same store.
+        overwrite: replace an existing ``out``.
+        quiet: no progress bar.
+        allow_no_crs: accept rasters without a CRS.
+
+    Returns:
+        The opened :class:`TripletStore`.
+
+    Raises:
+        GeoembedError subclasses for bad input (nothing is written then).
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    n_triplets = int(n_triplets)
+    if n_triplets < 1:
+        raise InputError(f"the number of triplets must be at least 1, got {n_triplets}")
+    opened = open_scenes(scenes, bands, allow_no_crs=allow_no_crs)
+    crss = [s.crs for s in opened]
+    if any(c is None for c in crss) and any(c is not None for c in crss):
+        raise CRSError("some scenes have a CRS and others do not; assign a CRS to every scene")
+    sampler = TripletSampler(opened, tile_size, neighborhood, max_nodata=max_nodata,
+                             distant_other_scene_prob=distant_other_scene_prob, aoi=aoi)
+    stats = band_statistics(opened, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(out)
+    tmp.mkdir()
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES):
+            _write_triplets(tmp, sampler, n_triplets, seed, quiet)
+        meta = _meta(opened, sampler, n_triplets, stats, seed, aoi)
+        (tmp / META).write_text(json.dumps(meta, indent=1))
+        if out.exists():
+            if not overwrite:  # appeared meanwhile
+                raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+            if out.is_dir() and not out.is_symlink():
+                shutil.rmtree(out)
+            else:
+                out.unlink()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return open_store(out)
+
+
+def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet: bool) -> None:
+    """Stream pixels into ``triplets.npy`` and footprints into ``footprints.gpkg``."""
+    from tqdm.auto import tqdm
+
+    shape = (n, *sampler.tile_shape)
+    mm = np.lib.format.open_memmap(tmp / TRIPLETS, mode="w+", dtype=sampler.dtype, shape=shape)
+    header = int(mm.offset)
+    del mm
+    tile_bytes = int(np.prod(sampler.tile_shape[1:])) * sampler.dtype.itemsize
+    fd = os.open(tmp / TRIPLETS, os.O_RDWR)
+    bar = tqdm(total=n, unit="triplet", disable=quiet, desc="sampling")
+    written = [0]  # tiles written so far (a redrawn tile counts twice: the bar is approximate)
+    try:
+        def sink(t: np.ndarray, r: np.ndarray, tiles: np.ndarray) -> None:
+            offsets = header + (t * 3 + r) * tile_bytes
+            for j in np.argsort(offsets, kind="stable"):
+                os.pwrite(fd, tiles[j], int(offsets[j]))
+            written[0] += len(t)
+            bar.update(max(0, min(n, written[0] // 3) - bar.n))
+
+        fp_crs = sampler.scenes[0].crs
+        first = True
+        for _start, pos, _ in sampler.iter_groups(n, seed, sink=sink):
+            _append_footprints(tmp / FOOTPRINTS, sampler, _start, pos, fp_crs, first)
+            first = False
+        bar.update(n - bar.n)
+    finally:
+        bar.close()
+        os.close(fd)
+
+
+def _append_footprints(path: Path, sampler: TripletSampler, start: int, pos: np.ndarray,
+                       crs: Any, first: bool) -> None:
+    """Append one row per tile of ``pos`` (k, 3, 3) to the footprints GeoPackage."""
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    k = len(pos)
+    flat = pos.reshape(-1, 3)
+    triplet = np.repeat(np.arange(start, start + k), 3)
+    role = np.tile(np.arange(3), k)
+    t = sampler.tile_size
+    geoms = np.empty(len(flat), dtype=object)
+    for si in np.unique(flat[:, 0]):
+        sel = np.flatnonzero(flat[:, 0] == si)
+        scene = sampler.scenes[si]
+        rows, cols = flat[sel, 1].astype(np.float64), flat[sel, 2].astype(np.float64)
+        a, b, c, d, e, f = tuple(scene.transform)[:6]
+        px = np.stack([cols, cols + t, cols + t, cols, cols], axis=1)
+        py = np.stack([rows, rows, rows + t, rows + t, rows], axis=1)
+        coords = np.stack([a * px + b * py + c, d * px + e * py + f], axis=2)
+        polys = shapely.polygons(coords)
+        if scene.crs is not None and crs is not None and scene.crs != crs:
+            polys = gpd.GeoSeries(polys, crs=scene.crs).to_crs(crs).values
+        geoms[sel] = polys
+    gdf = gpd.GeoDataFrame(
+        {
+            "triplet": triplet.astype(np.int64),
+            "role": np.asarray(ROLES, dtype=object)[role],
+            "scene": flat[:, 0].astype(np.int32),
+            "row": flat[:, 1].astype(np.int64),
+            "col": flat[:, 2].astype(np.int64),
+        },
+        geometry=gpd.GeoSeries(geoms, crs=crs),
+        crs=crs,
+    )
+    pyogrio.write_dataframe(gdf, path, layer="footprints", driver="GPKG", append=not first)
+
+
+def crs_string(crs: Any) -> str | None:
+    """``EPSG:xxxx`` when the CRS has an EPSG code, else its WKT (None without CRS)."""
+    if crs is None:
+        return None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
+def _scene_meta(s: Scene) -> dict[str, Any]:
+    nodata = s.nodata
+    if nodata is not None and isinstance(nodata, float) and not math.isfinite(nodata):
+        nodata = str(nodata)  # JSON has no NaN
+    return {
+        "path": str(Path(s.path).resolve()),
+        "crs": crs_string(s.crs),
+        "transform": [float(v) for v in tuple(s.transform)[:6]],
+        "width": int(s.width),
+        "height": int(s.height),
+        "nodata": nodata,
+        "descriptions": list(s.descriptions),
+    }
+
+
+def _meta(scenes: list[Scene], sampler: TripletSampler, n: int, stats: BandStats, seed: int,
+          aoi: Any) -> dict[str, Any]:
+    if aoi is None or isinstance(aoi, (str, os.PathLike)):
+        aoi_meta = None if aoi is None else str(Path(aoi).resolve())
+    else:
+        aoi_meta = "<in-memory GeoDataFrame>"
+    return {
+        "format": FORMAT,
+        "geoembed_version": __version__,
+        "n_triplets": n,
+        "tile_size": sampler.tile_size,
+        "neighborhood": sampler.neighborhood,
+        "bands": [int(b) for b in scenes[0].bands],
+        "band_count": scenes[0].count,
+        "dtype": np.dtype(sampler.dtype).name,
+        "band_stats": stats.to_dict(),
+        "scenes": [_scene_meta(s) for s in scenes],
+        "seed": seed,
+        "max_nodata": sampler.max_nodata,
+        "distant_other_scene_prob": sampler.distant_other_scene_prob,
+        "aoi": aoi_meta,
+        "footprints_crs": crs_string(scenes[0].crs),
+        "roles": list(ROLES),
+    }
