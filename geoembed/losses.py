@@ -127,3 +127,64 @@ class Tile2VecLoss:
                 d_an, d_ad = triplet_distances(za, zn, zd)
                 bad = (d_an - d_ad + self.margin) > 0
             return {"violated": bad.float().sum(), "d_an": d_an.sum(), "d_ad": d_ad.sum()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Weak supervision (Wang et al. 2020): masked pixel loss and CAM image loss
+# (owned by the weak-supervision code: geoembed/weak.py)
+# ---------------------------------------------------------------------------------------------
+
+#: Target value of an unlabelled pixel in the masked pixel loss.
+IGNORE_INDEX = -1
+
+
+def masked_pixel_loss(logits: torch.Tensor, target: torch.Tensor, *,
+                      pos_weight: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Mean loss over the labelled pixels only; unlabelled pixels get no loss and no gradient.
+
+    Args:
+        logits: ``(B, n_out, H, W)`` per-pixel logits; ``n_out == 1`` is binary (BCE on the
+            logit), ``n_out == K`` is K classes (cross-entropy).
+        target: ``(B, H, W)`` int64 class codes, :data:`IGNORE_INDEX` where unlabelled.
+        pos_weight: weight of positive pixels in the binary BCE (class balance).
+
+    Returns:
+        The mean over labelled pixels (0, with a gradient graph, when none is labelled).
+    """
+    labelled = target != IGNORE_INDEX
+    if not bool(labelled.any()):
+        return logits.sum() * 0.0
+    if logits.shape[1] == 1:
+        x = logits[:, 0][labelled].float()
+        y = target[labelled].to(x.dtype)
+        pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=x.dtype,
+                                                             device=x.device)
+        return F.binary_cross_entropy_with_logits(x, y, pos_weight=pw)
+    x = logits.permute(0, 2, 3, 1)[labelled].float()  # (n_labelled, K)
+    return F.cross_entropy(x, target[labelled])
+
+
+def masked_pixel_correct(logits: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:
+    """(correct, labelled) pixel counts of a per-pixel prediction (binary: logit > 0)."""
+    with torch.no_grad():
+        labelled = target != IGNORE_INDEX
+        if logits.shape[1] == 1:
+            pred = (logits[:, 0] > 0).long()
+        else:
+            pred = logits.argmax(dim=1)
+        return int((pred[labelled] == target[labelled]).sum()), int(labelled.sum())
+
+
+def cam_image_loss(image_logits: torch.Tensor, labels: torch.Tensor, *,
+                   pos_weight: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Image-level loss of a U-CAM model on its pooled logits ``(B, n_out)``.
+
+    Binary (``n_out == 1``): BCE with ``pos_weight`` (positives re-weighted by class balance,
+    as in the paper). K classes: cross-entropy. ``labels`` are int64 codes ``(B,)``.
+    """
+    x = image_logits.float()
+    if x.shape[1] == 1:
+        pw = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=x.dtype,
+                                                             device=x.device)
+        return F.binary_cross_entropy_with_logits(x[:, 0], labels.to(x.dtype), pos_weight=pw)
+    return F.cross_entropy(x, labels)
