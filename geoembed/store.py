@@ -34,7 +34,7 @@ import rasterio
 from geoembed import __version__
 from geoembed.errors import CRSError, InputError, OutputExistsError
 from geoembed.raster import BandStats, Scene, band_statistics, open_scenes, temporary_sibling
-from geoembed.sampling import ROLES, TripletSampler
+from geoembed.sampling import CHUNK, ROLES, TripletSampler
 
 FORMAT = "geoembed-triplets"
 TRIPLETS = "triplets.npy"
@@ -170,7 +170,7 @@ def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike, *, n_tripl
         raise CRSError("some scenes have a CRS and others do not; assign a CRS to every scene")
     sampler = TripletSampler(opened, tile_size, neighborhood, max_nodata=max_nodata,
                              distant_other_scene_prob=distant_other_scene_prob, aoi=aoi)
-    stats = band_statistics(opened, seed=seed)
+    stats = band_statistics(opened, n_windows=32, seed=seed, max_pixels=262_144)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(out)
     tmp.mkdir()
@@ -194,34 +194,91 @@ def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike, *, n_tripl
 
 
 def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet: bool) -> None:
-    """Stream pixels into ``triplets.npy`` and footprints into ``footprints.gpkg``."""
+    """Stream pixels into ``triplets.npy``, then write ``footprints.gpkg``.
+
+    Pixels arrive in scene order (the sampler reads strips), so they are written at their
+    offsets in the file (buffered, sorted and coalesced); positions go to a temporary file
+    and the footprints are written after the pixels (the vector stack is imported only then).
+    """
     from tqdm.auto import tqdm
 
     shape = (n, *sampler.tile_shape)
     mm = np.lib.format.open_memmap(tmp / TRIPLETS, mode="w+", dtype=sampler.dtype, shape=shape)
     header = int(mm.offset)
     del mm
+    pos_path = tmp / ".positions.npy"
+    positions = np.lib.format.open_memmap(pos_path, mode="w+", dtype=np.int64,
+                                          shape=(n, 3, 3))
     tile_bytes = int(np.prod(sampler.tile_shape[1:])) * sampler.dtype.itemsize
     fd = os.open(tmp / TRIPLETS, os.O_RDWR)
-    bar = tqdm(total=n, unit="triplet", disable=quiet, desc="sampling")
-    written = [0]  # tiles written so far (a redrawn tile counts twice: the bar is approximate)
     try:
-        def sink(t: np.ndarray, r: np.ndarray, tiles: np.ndarray) -> None:
-            offsets = header + (t * 3 + r) * tile_bytes
-            for j in np.argsort(offsets, kind="stable"):
-                os.pwrite(fd, tiles[j], int(offsets[j]))
-            written[0] += len(t)
-            bar.update(max(0, min(n, written[0] // 3) - bar.n))
+        if hasattr(os, "posix_fallocate"):
+            try:  # allocate blocks up front: much faster scattered writes on some filesystems
+                os.posix_fallocate(fd, 0, header + n * 3 * tile_bytes)
+            except OSError:
+                pass
+        writer = _ScatterWriter(fd, header, tile_bytes)
+        with tqdm(total=n, unit="triplet", disable=quiet, desc="sampling") as bar:
+            def sink(t: np.ndarray, r: np.ndarray, tiles: np.ndarray) -> None:
+                writer.add(t * 3 + r, tiles)
+                bar.update(max(0, min(n, writer.count // 3) - bar.n))
 
-        fp_crs = sampler.scenes[0].crs
-        first = True
-        for _start, pos, _ in sampler.iter_groups(n, seed, sink=sink):
-            _append_footprints(tmp / FOOTPRINTS, sampler, _start, pos, fp_crs, first)
-            first = False
-        bar.update(n - bar.n)
+            for start, pos, _ in sampler.iter_groups(n, seed, sink=sink):
+                positions[start:start + len(pos)] = pos
+            writer.flush()
+            bar.update(n - bar.n)
     finally:
-        bar.close()
         os.close(fd)
+    positions.flush()
+    fp_crs = sampler.scenes[0].crs
+    step = 32 * CHUNK
+    for start in range(0, n, step):
+        _append_footprints(tmp / FOOTPRINTS, sampler, start,
+                           np.asarray(positions[start:start + step]), fp_crs, start == 0)
+    del positions
+    pos_path.unlink()
+
+
+class _ScatterWriter:
+    """Buffer tiles bound for scattered slots of a file; write them sorted, coalesced."""
+
+    def __init__(self, fd: int, header: int, tile_bytes: int,
+                 buffer_bytes: int = 16 * 2**20) -> None:
+        self.fd, self.header, self.tile_bytes = fd, header, tile_bytes
+        self.limit = max(1, buffer_bytes // tile_bytes)
+        self.slots: list[np.ndarray] = []
+        self.tiles: list[np.ndarray] = []
+        self.pending = 0
+        self.count = 0
+
+    def add(self, slots: np.ndarray, tiles: np.ndarray) -> None:
+        self.slots.append(np.asarray(slots, dtype=np.int64))
+        self.tiles.append(np.ascontiguousarray(tiles))
+        self.pending += len(slots)
+        self.count += len(slots)
+        if self.pending >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        slots = np.concatenate(self.slots)
+        tiles = self.tiles[0] if len(self.tiles) == 1 else np.concatenate(self.tiles)
+        self.slots, self.tiles, self.pending = [], [], 0
+        # the last write of a slot wins: keep its last occurrence only
+        order = np.lexsort((np.arange(len(slots)), slots))
+        s = slots[order]
+        last = np.append(s[1:] != s[:-1], True)
+        order, s = order[last], s[last]
+        breaks = np.flatnonzero(np.diff(s) != 1) + 1
+        for run, first in zip(np.split(order, breaks), np.split(s, breaks), strict=True):
+            offset = self.header + int(first[0]) * self.tile_bytes
+            if len(run) == 1:
+                os.pwrite(self.fd, tiles[run[0]], offset)
+                continue
+            for k in range(0, len(run), 512):  # stay below IOV_MAX
+                part = run[k:k + 512]
+                os.pwritev(self.fd, [tiles[j] for j in part], offset + k * self.tile_bytes)
 
 
 def _append_footprints(path: Path, sampler: TripletSampler, start: int, pos: np.ndarray,

@@ -1,0 +1,67 @@
+"""`geoembed tile`: sample Tile2Vec triplets from rasters into a triplet store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from geoembed.cli.options import (
+    allow_no_crs_option,
+    bands_option,
+    handle_errors,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+)
+
+
+@click.command("tile")
+@click.argument("scenes", nargs=-1, required=True, metavar="SCENE...",
+                type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Directory of the triplet store to write (triplets.npy, footprints.gpkg, "
+                   "meta.json).")
+@click.option("--n-triplets", "-n", type=int, default=100_000, show_default=True,
+              help="Number of anchor/neighbor/distant triplets.")
+@click.option("--tile-size", "-t", type=int, default=50, show_default=True,
+              help="Tile side in pixels.")
+@click.option("--neighborhood", "-r", type=float, default=100.0, show_default=True,
+              help="Largest distance in pixels between the centers of an anchor and its "
+                   "neighbor; same-scene distant tiles are farther than this.")
+@seed_option
+@bands_option
+@click.option("--max-nodata", type=float, default=0.0, show_default=True,
+              help="Largest nodata fraction of a tile (0: only fully valid tiles).")
+@click.option("--distant-other-scene-prob", type=float, default=None,
+              help="Probability that a distant tile comes from another scene.  "
+                   "[default: 0.5 with several scenes, 0 with one]")
+@click.option("--aoi", type=click.Path(path_type=Path), default=None,
+              help="Vector file (any CRS) restricting the anchors' centers.  [default: none]")
+@overwrite_option
+@quiet_option
+@allow_no_crs_option
+@handle_errors
+def tile_command(scenes: tuple[Path, ...], out: Path, n_triplets: int, tile_size: int,
+                 neighborhood: float, seed: int, bands: tuple[int, ...] | None,
+                 max_nodata: float, distant_other_scene_prob: float | None, aoi: Path | None,
+                 overwrite: bool, quiet: bool, allow_no_crs: bool) -> None:
+    """Sample Tile2Vec triplets from SCENE... (GeoTIFFs or any GDAL raster) into --out.
+
+    Anchors are uniform over the scenes' valid area, neighbors within --neighborhood
+    pixels of the anchor, distant tiles farther than that or from another scene.
+    Footprints are written in the first scene's CRS.
+    """
+    from geoembed.store import tile
+
+    store = tile(list(scenes), out, n_triplets=n_triplets, tile_size=tile_size,
+                 neighborhood=neighborhood, bands=bands, max_nodata=max_nodata,
+                 distant_other_scene_prob=distant_other_scene_prob, aoi=aoi, seed=seed,
+                 overwrite=overwrite, quiet=quiet, allow_no_crs=allow_no_crs)
+    m = store.meta
+    size_mb = (store.path / "triplets.npy").stat().st_size / 2**20
+    click.echo(
+        f"Wrote {store.n_triplets} triplets of {m['band_count']} x {m['tile_size']} x "
+        f"{m['tile_size']} px ({m['dtype']}) from {len(m['scenes'])} scene(s) to {store.path}\n"
+        f"  triplets.npy ({size_mb:.1f} MiB), footprints.gpkg "
+        f"({m['footprints_crs'] or 'no CRS'}), meta.json"
+    )
