@@ -210,8 +210,8 @@ class TripletSampler:
             import shapely
             from rasterio.features import rasterize
 
-            grid_transform = (scene.transform * Affine.translation(t / 2, t / 2)
-                              * Affine.scale(cell))
+            grid_transform = (scene.transform @ Affine.translation(t / 2, t / 2)
+                              @ Affine.scale(cell))
             if aoi.is_empty:
                 cells = np.zeros((gh, gw), dtype=bool)
             else:
@@ -627,11 +627,10 @@ def _valid_kind(scene: Scene) -> tuple[str, Any]:
     if all(f == [MaskFlags.all_valid] for f in flags):
         return ("finite" if is_float else "none"), None
     if all(f == [MaskFlags.nodata] for f in flags):
-        nodatas = {ds.nodatavals[b - 1] for b in scene.bands}
-        if len(nodatas) == 1:
-            nd = nodatas.pop()
-            if nd is not None:
-                return "nodata", np.array(nd).astype(scene.dtype).item()
+        nodatas = {repr(ds.nodatavals[b - 1]) for b in scene.bands}  # repr: NaN == NaN
+        nd = ds.nodatavals[scene.bands[0] - 1]
+        if len(nodatas) == 1 and nd is not None:
+            return "nodata", np.array(nd).astype(scene.dtype).item()
     return "mask", None
 
 
