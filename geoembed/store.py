@@ -34,13 +34,15 @@ import rasterio
 from geoembed import __version__
 from geoembed.errors import CRSError, InputError, OutputExistsError
 from geoembed.raster import BandStats, Scene, band_statistics, open_scenes, temporary_sibling
-from geoembed.sampling import CHUNK, ROLES, TripletSampler
+from geoembed.sampling import ROLES, TripletSampler
 
 FORMAT = "geoembed-triplets"
 TRIPLETS = "triplets.npy"
 FOOTPRINTS = "footprints.gpkg"
 META = "meta.json"
 _GDAL_CACHE_BYTES = 64 * 2**20  # keeps GDAL's block cache (and so peak memory) small
+_WRITE_BUFFER_BYTES = 16 * 2**20  # pixels buffered before a sorted, coalesced write
+_FOOTPRINT_ROWS = 4096  # triplets per footprints write
 
 
 @dataclass
@@ -231,7 +233,7 @@ def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet
         os.close(fd)
     positions.flush()
     fp_crs = sampler.scenes[0].crs
-    step = 32 * CHUNK
+    step = _FOOTPRINT_ROWS
     for start in range(0, n, step):
         _append_footprints(tmp / FOOTPRINTS, sampler, start,
                            np.asarray(positions[start:start + step]), fp_crs, start == 0)
@@ -240,12 +242,11 @@ def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet
 
 
 class _ScatterWriter:
-    """Buffer tiles bound for scattered slots of a file; write them sorted, coalesced."""
+    """Buffer tiles bound for scattered slots of a file; write them sorted and coalesced."""
 
-    def __init__(self, fd: int, header: int, tile_bytes: int,
-                 buffer_bytes: int = 16 * 2**20) -> None:
+    def __init__(self, fd: int, header: int, tile_bytes: int) -> None:
         self.fd, self.header, self.tile_bytes = fd, header, tile_bytes
-        self.limit = max(1, buffer_bytes // tile_bytes)
+        self.limit = max(1, _WRITE_BUFFER_BYTES // tile_bytes)
         self.slots: list[np.ndarray] = []
         self.tiles: list[np.ndarray] = []
         self.pending = 0
@@ -263,22 +264,24 @@ class _ScatterWriter:
         if not self.pending:
             return
         slots = np.concatenate(self.slots)
-        tiles = self.tiles[0] if len(self.tiles) == 1 else np.concatenate(self.tiles)
+        which = np.concatenate([np.full(len(s), i) for i, s in enumerate(self.slots)])
+        item = np.concatenate([np.arange(len(s)) for s in self.slots])
+        tiles = self.tiles
         self.slots, self.tiles, self.pending = [], [], 0
         # the last write of a slot wins: keep its last occurrence only
         order = np.lexsort((np.arange(len(slots)), slots))
         s = slots[order]
-        last = np.append(s[1:] != s[:-1], True)
-        order, s = order[last], s[last]
+        order = order[np.append(s[1:] != s[:-1], True)]
+        s = slots[order]
         breaks = np.flatnonzero(np.diff(s) != 1) + 1
-        for run, first in zip(np.split(order, breaks), np.split(s, breaks), strict=True):
-            offset = self.header + int(first[0]) * self.tile_bytes
-            if len(run) == 1:
-                os.pwrite(self.fd, tiles[run[0]], offset)
+        for run in np.split(order, breaks):
+            offset = self.header + int(slots[run[0]]) * self.tile_bytes
+            bufs = [tiles[which[j]][item[j]] for j in run]
+            if len(bufs) == 1:
+                os.pwrite(self.fd, bufs[0], offset)
                 continue
-            for k in range(0, len(run), 512):  # stay below IOV_MAX
-                part = run[k:k + 512]
-                os.pwritev(self.fd, [tiles[j] for j in part], offset + k * self.tile_bytes)
+            for k in range(0, len(bufs), 512):  # stay below IOV_MAX
+                os.pwritev(self.fd, bufs[k:k + 512], offset + k * self.tile_bytes)
 
 
 def _append_footprints(path: Path, sampler: TripletSampler, start: int, pos: np.ndarray,

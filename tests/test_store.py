@@ -1,0 +1,179 @@
+"""Triplet store: layout, georeferenced footprints, pixels, determinism, atomicity, validation."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from geoembed import store as store_mod
+from geoembed.errors import InputError, OutputExistsError
+from geoembed.raster import open_scenes
+from geoembed.sampling import TripletSampler
+from geoembed.store import open_store, tile
+from tests.conftest import write_raster
+
+META_KEYS = {"format", "geoembed_version", "n_triplets", "tile_size", "neighborhood", "bands",
+             "band_count", "dtype", "band_stats", "scenes", "seed", "max_nodata",
+             "distant_other_scene_prob", "aoi", "footprints_crs"}
+
+
+@pytest.fixture
+def two_crs(tmp_path, make_raster):
+    """Two scenes: UTM 10N with a nodata border, and UTM 11N (another CRS)."""
+    a = make_raster("a.tif", size=(80, 96), border=5, seed=1)
+    rng = np.random.default_rng(2)
+    data = rng.integers(1, 500, (4, 70, 70)).astype(np.uint16)
+    b = write_raster(tmp_path / "b.tif", data, crs="EPSG:32611",
+                     transform=from_origin(300_000, 4_100_000, 20, 20))
+    return a, b
+
+
+def test_store_layout_pixels_and_footprints(tmp_path, two_crs):
+    a, b = two_crs
+    out = tmp_path / "store"
+    st = tile([a, b], out, n_triplets=120, tile_size=12, neighborhood=15, seed=4, quiet=True)
+    assert sorted(p.name for p in out.iterdir()) == ["footprints.gpkg", "meta.json",
+                                                     "triplets.npy"]
+    arr = np.load(out / "triplets.npy", mmap_mode="r")
+    assert arr.shape == (120, 3, 4, 12, 12) and arr.dtype == np.uint16
+    assert st.triplets.shape == arr.shape and len(st) == 120 and st.tile_size == 12
+    meta = json.loads((out / "meta.json").read_text())
+    assert META_KEYS <= set(meta)
+    assert meta["format"] == "geoembed-triplets" and meta["bands"] == [1, 2, 3, 4]
+    assert meta["scenes"][1]["crs"] == "EPSG:32611" and meta["footprints_crs"] == "EPSG:32610"
+    assert meta["scenes"][1]["transform"] == [20.0, 0.0, 300000.0, 0.0, -20.0, 4100000.0]
+    assert meta["distant_other_scene_prob"] == 0.5
+    assert len(st.band_stats.mean) == 4
+    fp = gpd.read_file(out / "footprints.gpkg", layer="footprints")
+    assert fp.crs.to_epsg() == 32610 and len(fp) == 360
+    assert list(fp.columns[:5]) == ["triplet", "role", "scene", "row", "col"]
+    assert fp.role.tolist()[:3] == ["anchor", "neighbor", "distant"]
+    assert set(fp.scene) == {0, 1}
+    srcs = [rasterio.open(a), rasterio.open(b)]
+    for rec in fp.itertuples():
+        src = srcs[rec.scene]
+        win = Window(rec.col, rec.row, 12, 12)
+        # pixels in the store are a direct read of the window
+        np.testing.assert_array_equal(arr[rec.triplet, ["anchor", "neighbor", "distant"]
+                                          .index(rec.role)], src.read(window=win))
+        # the footprint is the window's outline through the transform (reprojected for b)
+        left, bottom, right, top = rasterio.windows.bounds(win, src.transform)
+        poly = shapely.box(left, bottom, right, top)
+        if rec.scene == 1:
+            poly = gpd.GeoSeries([poly], crs="EPSG:32611").to_crs("EPSG:32610").iloc[0]
+        assert shapely.equals_exact(rec.geometry.normalize(), poly.normalize(), tolerance=1e-6)
+    # the pixel under a footprint's centroid belongs to that window (scene 0)
+    rec = fp[fp.scene == 0].iloc[0]
+    r, c = srcs[0].index(rec.geometry.centroid.x, rec.geometry.centroid.y)
+    assert rec.row <= r < rec.row + 12 and rec.col <= c < rec.col + 12
+    for s in srcs:
+        s.close()
+
+
+def test_same_seed_same_store_and_matches_sampler(tmp_path, two_crs):
+    a, b = two_crs
+    kw = dict(n_triplets=600, tile_size=8, neighborhood=10, quiet=True)
+    s1 = tile([a, b], tmp_path / "s1", seed=7, **kw)
+    s2 = tile([a, b], tmp_path / "s2", seed=7, **kw)
+    s3 = tile([a, b], tmp_path / "s3", seed=8, **kw)
+    np.testing.assert_array_equal(s1.triplets, s2.triplets)
+    assert not np.array_equal(s1.triplets, s3.triplets)
+    f1, f2 = s1.footprints(), s2.footprints()
+    assert f1.drop(columns="geometry").equals(f2.drop(columns="geometry"))
+    # the store holds exactly what the sampler's iterator yields for that seed
+    sampler = TripletSampler(open_scenes([a, b]), 8, 10)
+    pixels = np.stack([px for _, px in sampler.sample(600, seed=7)])
+    np.testing.assert_array_equal(s1.triplets, pixels)
+
+
+def test_bands_and_max_nodata(tmp_path, make_raster):
+    path = make_raster("s.tif", size=(48, 48), border=4)
+    st = tile([path], tmp_path / "st", n_triplets=30, tile_size=8, neighborhood=8,
+              bands=[3, 1], max_nodata=0.25, quiet=True)
+    assert st.triplets.shape == (30, 3, 2, 8, 8) and st.bands == [3, 1]
+    with rasterio.open(path) as ds:
+        fp = st.footprints()
+        rec = fp.iloc[4]
+        ref = ds.read([3, 1], window=Window(rec.col, rec.row, 8, 8))
+    np.testing.assert_array_equal(st.triplets[rec.triplet, 1], ref)
+    assert st.meta["max_nodata"] == 0.25
+
+
+def test_refuses_existing_output_and_overwrites(tmp_path, make_raster):
+    path = make_raster("s.tif", size=(40, 40))
+    out = tmp_path / "st"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        tile([path], out, n_triplets=5, tile_size=8, neighborhood=8, quiet=True)
+    assert (out / "keep.txt").exists()
+    st = tile([path], out, n_triplets=5, tile_size=8, neighborhood=8, overwrite=True,
+              quiet=True)
+    assert not (out / "keep.txt").exists() and len(st) == 5
+
+
+def test_nothing_left_on_error(tmp_path, make_raster, monkeypatch):
+    path = make_raster("s.tif", size=(40, 40))
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store_mod, "_append_footprints", boom)
+    with pytest.raises(RuntimeError):
+        tile([path], tmp_path / "st", n_triplets=5, tile_size=8, neighborhood=8, quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_memory_does_not_grow_with_n(tmp_path, make_raster, monkeypatch):
+    path = make_raster("s.tif", size=(128, 128))
+    monkeypatch.setattr(store_mod, "_WRITE_BUFFER_BYTES", 2**20)
+    monkeypatch.setattr(store_mod, "_FOOTPRINT_ROWS", 512)
+
+    def peak(n: int) -> int:
+        tracemalloc.start()
+        tile([path], tmp_path / f"st{n}", n_triplets=n, tile_size=16, neighborhood=16,
+             quiet=True)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(256), peak(2048)
+    # 2048 triplets hold 12 MiB of pixels (256: 1.5 MiB); the peak must not follow
+    assert large < small + 3 * 2**20, (small, large)
+
+
+def test_open_store_errors(tmp_path, make_raster):
+    with pytest.raises(InputError, match="no triplet store"):
+        open_store(tmp_path / "missing")
+    path = make_raster("s.tif", size=(40, 40))
+    good = tile([path], tmp_path / "st", n_triplets=10, tile_size=8, neighborhood=8,
+                quiet=True).path
+    meta = json.loads((good / "meta.json").read_text())
+
+    (good / "meta.json").write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(InputError, match="not a geoembed triplet store"):
+        open_store(good)
+    (good / "meta.json").write_text(json.dumps({**meta, "n_triplets": 11}))
+    with pytest.raises(InputError, match="does not match"):
+        open_store(good)
+    (good / "meta.json").write_text(json.dumps(meta))
+    open_store(good)
+    npy = good / "triplets.npy"
+    data = npy.read_bytes()
+    npy.write_bytes(data[:-100])
+    with pytest.raises(InputError, match="truncated"):
+        open_store(good)
+    npy.unlink()
+    with pytest.raises(InputError, match="triplets.npy is missing"):
+        open_store(good)
+    (good / "meta.json").unlink()
+    with pytest.raises(InputError, match="meta.json is missing"):
+        open_store(good)
