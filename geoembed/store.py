@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,7 +321,9 @@ def _append_footprints(path: Path, sampler: TripletSampler, start: int, pos: np.
         geometry=gpd.GeoSeries(geoms, crs=crs),
         crs=crs,
     )
-    pyogrio.write_dataframe(gdf, path, layer="footprints", driver="GPKG", append=not first)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*crs.*not provided")  # --allow-no-crs
+        pyogrio.write_dataframe(gdf, path, layer="footprints", driver="GPKG", append=not first)
 
 
 def crs_string(crs: Any) -> str | None:
