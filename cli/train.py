@@ -1,0 +1,116 @@
+"""``geoembed train``: train a Tile2Vec encoder with the triplet loss."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from geoembed.cli.options import (
+    allow_no_crs_option,
+    bands_option,
+    device_option,
+    handle_errors,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+)
+
+# Same values as geoembed.losses (not imported here: that would import torch at start-up).
+DEFAULT_MARGIN = 10.0
+DEFAULT_L2 = 0.01
+DEFAULT_TEMPERATURE = 0.1
+
+
+@click.command("train")
+@click.argument("inputs", nargs=-1, required=True, metavar="STORE | --scenes SCENE...",
+                type=click.Path(path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str),
+              help="Run directory: checkpoint.pt, metrics.csv, loss.png.")
+@click.option("--scenes", "on_the_fly", is_flag=True, default=False,
+              help="The inputs are rasters: sample fresh triplets from them every epoch "
+                   "instead of reading a triplet store.")
+@click.option("--n-triplets", type=click.IntRange(min=1), default=None,
+              help="Triplets per epoch with --scenes.  [default: 10000]")
+@click.option("--tile-size", type=click.IntRange(min=1), default=None,
+              help="Tile side in pixels with --scenes.  [default: 50]")
+@click.option("--neighborhood", type=click.IntRange(min=0), default=None,
+              help="Max anchor-neighbor centre offset in pixels with --scenes.  [default: 100]")
+@bands_option
+@allow_no_crs_option
+@click.option("--encoder", default="tilenet", show_default=True,
+              help="tilenet (the paper's) or any segmentation-models-pytorch encoder "
+                   "(resnet18, resnet34, efficientnet-b0, ...), without pretrained weights.")
+@click.option("--z-dim", type=int, default=512, show_default=True, help="Embedding size.")
+@click.option("--base-width", type=int, default=64, show_default=True,
+              help="TileNet's first-stage width (64 is the paper's; 8-16 train fast on a CPU).")
+@click.option("--epochs", type=int, default=50, show_default=True,
+              help="Epochs (with --resume: train until this many).")
+@click.option("--batch-size", type=int, default=50, show_default=True,
+              help="Triplets per batch (per process under torchrun).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--beta1", type=float, default=0.5, show_default=True,
+              help="Adam's first beta (the paper: betas 0.5, 0.999).")
+@click.option("--loss", type=click.Choice(["triplet", "infonce"]), default="triplet",
+              show_default=True,
+              help="triplet: the paper's margin loss; infonce: in-batch InfoNCE (every other "
+                   "neighbor and distant tile of the batch is a negative).")
+@click.option("--margin", type=float, default=DEFAULT_MARGIN, show_default=True,
+              help="Triplet margin (the paper: 10-50).")
+@click.option("--l2", type=float, default=DEFAULT_L2, show_default=True,
+              help="Weight of the mean embedding norm penalty (triplet loss).")
+@click.option("--temperature", type=float, default=DEFAULT_TEMPERATURE, show_default=True,
+              help="InfoNCE temperature.")
+@click.option("--no-augment", is_flag=True, default=False,
+              help="No random flips and 90-degree rotations.")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="DataLoader worker processes.")
+@seed_option
+@device_option
+@click.option("--no-amp", is_flag=True, default=False,
+              help="No bf16 mixed precision on CUDA.")
+@click.option("--weights", type=click.Path(path_type=str), default=None,
+              help="Local state-dict file to start from.")
+@click.option("--resume", is_flag=True, default=False,
+              help="Continue RUN/checkpoint.pt (weights, optimizer, epoch).")
+@overwrite_option
+@quiet_option
+@handle_errors
+def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplets: int | None,
+                  tile_size: int | None, neighborhood: int | None,
+                  bands: tuple[int, ...] | None, allow_no_crs: bool, encoder: str, z_dim: int,
+                  base_width: int, epochs: int, batch_size: int, lr: float, beta1: float,
+                  loss: str, margin: float, l2: float, temperature: float, no_augment: bool,
+                  workers: int, seed: int, device: str, no_amp: bool, weights: str | None,
+                  resume: bool, overwrite: bool, quiet: bool) -> None:
+    """Train a Tile2Vec encoder on the triplets of STORE (from `geoembed tile`).
+
+    With --scenes, the inputs are rasters and fresh triplets are sampled from them every
+    epoch (for data too big to store). Under `torchrun --nproc_per_node N -m geoembed.cli
+    train ...` it trains with DistributedDataParallel.
+    """
+    from geoembed.errors import InputError
+    from geoembed.tile2vec import train
+
+    if not on_the_fly and len(inputs) != 1:
+        raise InputError(f"give one triplet STORE, not {len(inputs)} inputs (or --scenes "
+                         "to sample from rasters)")
+    result = train(
+        None if on_the_fly else inputs[0], out, scenes=list(inputs) if on_the_fly else None,
+        n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
+        bands=bands, allow_no_crs=allow_no_crs, encoder=encoder, z_dim=z_dim,
+        base_width=base_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
+        loss=loss, margin=margin, l2=l2, temperature=temperature, augment=not no_augment,
+        workers=workers, seed=seed, device=device, amp=not no_amp, weights=weights,
+        resume=resume, overwrite=overwrite, quiet=quiet,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if result.history:
+        last = result.history[-1]
+        click.echo(
+            f"epoch {int(last['epoch'])}: loss {last['loss']:.4f}, "
+            f"d(a,n) {last['d_an']:.3f} vs d(a,d) {last['d_ad']:.3f}, "
+            f"violated {100 * last['violated']:.1f}%, "
+            f"{last['triplets_per_s']:.0f} triplets/s"
+        )
+    click.echo(f"checkpoint: {result.checkpoint}")

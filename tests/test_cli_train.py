@@ -1,0 +1,147 @@
+"""`geoembed train` through click's CliRunner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from geoembed.cli import cli
+
+from geoembed.checkpoint import load_checkpoint
+from geoembed.training import read_metrics
+
+SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
+TINY = ["--z-dim", "16", "--base-width", "8", "--batch-size", "16", "--device", "cpu",
+        "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    from geoembed.store import tile
+
+    out = tmp_path_factory.mktemp("cli") / "store"
+    return tile([SCENE], out, n_triplets=32, tile_size=16, neighborhood=16, seed=0,
+                quiet=True).path
+
+
+def _run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_train_writes_a_run_and_prints_a_summary(store, tmp_path):
+    out = tmp_path / "run"
+    res = _run("train", store, "--out", out, "--epochs", "2", "--margin", "5", "--l2", "0.02",
+               "--lr", "0.002", "--beta1", "0.9", "--seed", "3", *TINY)
+    assert res.exit_code == 0, res.output
+    assert "epoch 2: loss" in res.output and "d(a,n)" in res.output
+    assert f"checkpoint: {out / 'checkpoint.pt'}" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "loss.png",
+                                                     "metrics.csv"]
+    assert len(read_metrics(out / "metrics.csv")) == 2
+    ckpt = load_checkpoint(out / "checkpoint.pt", "tile2vec")
+    assert ckpt["loss"] == {"name": "triplet", "margin": 5.0, "l2": 0.02, "temperature": 0.1}
+    assert ckpt["options"]["lr"] == 0.002 and ckpt["options"]["beta1"] == 0.9
+    assert ckpt["options"]["seed"] == 3 and ckpt["encoder"]["z_dim"] == 16
+
+    # the run exists: refused, then resumed to a third epoch, then replaced
+    res = _run("train", store, "--out", out, "--epochs", "3", *TINY)
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    res = _run("train", store, "--out", out, "--epochs", "3", "--margin", "5", "--l2", "0.02",
+               "--lr", "0.002", "--beta1", "0.9", "--seed", "3", "--resume", *TINY)
+    assert res.exit_code == 0, res.output
+    assert "epoch 3: loss" in res.output
+    res = _run("train", store, "--out", out, "--epochs", "1", "--overwrite", *TINY)
+    assert res.exit_code == 0, res.output
+    assert len(read_metrics(out / "metrics.csv")) == 1
+
+
+def test_resume_with_other_options_exits_2(store, tmp_path):
+    out = tmp_path / "run"
+    assert _run("train", store, "--out", out, "--epochs", "1", *TINY).exit_code == 0
+    res = _run("train", store, "--out", out, "--epochs", "2", "--loss", "infonce", "--resume",
+               *TINY)
+    assert res.exit_code == 2
+    assert "do not match the checkpoint" in res.output and "infonce" in res.output
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def test_bad_input_exits_2_with_one_line(store, tmp_path):
+    cases = [
+        (["train", tmp_path / "nope", "--out", tmp_path / "r"], "no triplet store"),
+        (["train", store, "--out", tmp_path / "r", "--encoder", "resnet-18"],
+         "unknown encoder 'resnet-18'"),
+        (["train", store, "--out", tmp_path / "r", "--tile-size", "32"],
+         "only apply with --scenes"),
+        (["train", store, store, "--out", tmp_path / "r"], "one triplet STORE"),
+        (["train", store, "--out", tmp_path / "r", "--resume"], "does not exist"),
+        (["train", store, "--out", tmp_path / "r", "--margin", "-1"], "--margin -1.0"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["train", store, "--out", tmp_path / "r", "--device", "cuda"],
+                      "no CUDA GPU"))
+    for args, message in cases:
+        res = _run(*args, *TINY[:-3], "--quiet")
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output, (args, res.output)
+        assert "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
+
+    # a checkpoint that is a pickle with code in it: refused, and the code never runs
+    run = tmp_path / "evil"
+    run.mkdir()
+    marker = tmp_path / "marker"
+    torch.save({"format": "geoembed-checkpoint", "kind": "tile2vec", "x": _Evil(marker)},
+               run / "checkpoint.pt")
+    res = _run("train", store, "--out", run, "--resume", *TINY)
+    assert res.exit_code == 2 and "refused to load" in res.output
+    assert not marker.exists()
+
+
+def test_on_the_fly_scenes(tmp_path):
+    out = tmp_path / "run"
+    res = _run("train", "--scenes", SCENE, "--out", out, "--n-triplets", "16", "--tile-size",
+               "16", "--neighborhood", "12", "--bands", "1,2,4", "--epochs", "1", *TINY)
+    assert res.exit_code == 0, res.output
+    ckpt = load_checkpoint(out / "checkpoint.pt", "tile2vec")
+    assert ckpt["bands"] == [1, 2, 4] and ckpt["encoder"]["in_channels"] == 3
+    assert ckpt["tile_size"] == 16 and ckpt["neighborhood"] == 12 and ckpt["store"] is None
+
+
+def test_help_and_defaults_match_the_library():
+    import inspect
+
+    from geoembed.cli import train as cli_train
+
+    from geoembed import losses
+    from geoembed.tile2vec import train
+
+    res = _run("train", "--help")
+    assert res.exit_code == 0
+    for option in ("--encoder", "--z-dim", "--margin", "--loss", "--temperature", "--resume",
+                   "--scenes", "--workers", "--no-amp", "--weights"):
+        assert option in res.output
+    assert cli_train.DEFAULT_MARGIN == losses.DEFAULT_MARGIN
+    assert cli_train.DEFAULT_L2 == losses.DEFAULT_L2
+    assert cli_train.DEFAULT_TEMPERATURE == losses.DEFAULT_TEMPERATURE
+    lib = inspect.signature(train).parameters
+    cmd = {p.name: p.default for p in cli_train.train_command.params}
+    for name in ("z_dim", "base_width", "epochs", "batch_size", "lr", "beta1", "loss",
+                 "margin", "l2", "temperature", "workers", "seed", "device", "encoder"):
+        assert cmd[name] == lib[name].default, name
