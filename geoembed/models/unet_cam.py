@@ -128,9 +128,18 @@ class WeakUNet(nn.Module):
             pooled = (feats * v).sum(dim=(2, 3)) / v.sum(dim=(2, 3)).clamp_min(1.0)
         return self.cam_head(pooled)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-pixel logits ``(B, n_out, H, W)``: the CAM (image model) or the pixel head."""
-        return self.cam(self.features(x))
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None, *,
+                image_logits: bool = False) -> torch.Tensor:
+        """Per-pixel logits ``(B, n_out, H, W)``: the CAM (image model) or the pixel head.
+
+        With ``image_logits=True`` (image models) the pooled image logits ``(B, n_out)``
+        instead, averaged over ``valid`` pixels when given (training goes through
+        ``forward`` so that DistributedDataParallel sees it).
+        """
+        feats = self.features(x)
+        if image_logits:
+            return self.pooled_logits(feats, valid)
+        return self.cam(feats)
 
 
 def _drop_unused_stages(encoder: nn.Module, depth: int) -> None:

@@ -1,0 +1,91 @@
+"""``geoembed segment``: a whole scene through a trained weak U-Net, to GeoTIFF."""
+
+from __future__ import annotations
+
+import click
+from geoembed.cli.options import (
+    allow_no_crs_option,
+    device_option,
+    handle_errors,
+    overwrite_option,
+    quiet_option,
+)
+
+
+def _parse_map(value: str | None) -> dict[str, str] | None:
+    if value is None or value.strip() == "":
+        return None
+    out = {}
+    for part in value.split(","):
+        key, sep, cls = part.partition("=")
+        if not sep or not key.strip() or not cls.strip():
+            raise click.BadParameter(f"{part!r}: give REFERENCE_VALUE=CLASS pairs like 3=1,4=0")
+        out[key.strip()] = cls.strip()
+    return out
+
+
+@click.command("segment")
+@click.argument("checkpoint", type=click.Path(path_type=str))
+@click.argument("scene", type=click.Path(path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str),
+              help="Class map GeoTIFF (uint8, value i = the checkpoint's class i, 255 = nodata).")
+@click.option("--stride", type=int, default=None,
+              help="Window step in pixels; overlaps are blended.  [default: half the window]")
+@click.option("--tile", type=int, default=None,
+              help="Window size; the U-Net is fully convolutional, larger windows are faster.  "
+                   "[default: the training tile size]")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="Windows per forward pass.")
+@click.option("--probabilities", is_flag=True, default=False,
+              help="Also write OUT_probabilities.tif: float32, one band per class.")
+@click.option("--reference", type=click.Path(path_type=str), default=None,
+              help="Reference class raster on the scene's grid: write a JSON report of pixel "
+                   "accuracy, per-class precision / recall / F1 / IoU.")
+@click.option("--reference-positive", default=None, metavar="VALUE[,VALUE...]",
+              help="Binary models: reference values that count as the positive class (e.g. the "
+                   "crop class ids); every other valid value is negative.")
+@click.option("--reference-map", default=None, metavar="VALUE=CLASS,...",
+              help="Reference value -> model class (name or 0-based code); other values are "
+                   "not scored.  [default: reference values equal to the label values]")
+@click.option("--report", type=click.Path(path_type=str), default=None,
+              help="JSON report path.  [default: OUT_report.json]")
+@device_option
+@click.option("--no-amp", is_flag=True, default=False, help="No bf16 mixed precision on CUDA.")
+@allow_no_crs_option
+@overwrite_option
+@quiet_option
+@handle_errors
+def segment_command(checkpoint: str, scene: str, out: str, stride: int | None, tile: int | None,
+                    batch_size: int, probabilities: bool, reference: str | None,
+                    reference_positive: str | None, reference_map: str | None,
+                    report: str | None, device: str, no_amp: bool, allow_no_crs: bool,
+                    overwrite: bool, quiet: bool) -> None:
+    """Segment SCENE with a `geoembed weak train` CHECKPOINT.
+
+    \b
+    Example:
+      geoembed segment runs/ucam/checkpoint.pt scene.tif --out crop.tif \\
+          --reference landcover.tif --reference-positive 3,5
+    """
+    from geoembed.segment import segment
+
+    positive = None
+    if reference_positive is not None:
+        positive = [v.strip() for v in reference_positive.split(",") if v.strip()]
+    result = segment(checkpoint, scene, out, stride=stride, tile=tile, batch_size=batch_size,
+                     probabilities=probabilities, reference=reference,
+                     reference_positive=positive, reference_map=_parse_map(reference_map),
+                     report=report, overwrite=overwrite, quiet=quiet, device=device,
+                     amp=not no_amp, allow_no_crs=allow_no_crs)
+    if quiet:
+        return
+    click.echo(f"{result.path}: classes {', '.join(result.class_names)} "
+               f"({result.n_windows} windows, {result.seconds:.1f} s)")
+    if result.probabilities is not None:
+        click.echo(f"{result.probabilities}: per-class probabilities")
+    if result.report is not None:
+        rep = result.report
+        per = ", ".join(f"{name} F1 {m['f1']:.3f} IoU {m['iou']:.3f}"
+                        for name, m in rep["classes"].items())
+        click.echo(f"{result.report_path}: accuracy {rep['accuracy']:.4f} over "
+                   f"{rep['pixels']} px; {per}")
