@@ -1,0 +1,68 @@
+"""`geoembed similar` and `geoembed preview`: look at embedding GeoTIFFs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from geoembed.cli.options import handle_errors, overwrite_option, quiet_option, seed_option
+
+
+@click.command("similar")
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("--point", "points", type=(float, float), multiple=True, metavar="X Y",
+              help="A reference location (repeatable), in --crs.")
+@click.option("--points", "points_file", type=click.Path(path_type=Path), default=None,
+              help="Reference points: a vector file of points (its own CRS) or a CSV with "
+                   "x,y (or lon,lat) columns in --crs.")
+@click.option("--crs", default="EPSG:4326", show_default=True,
+              help="CRS of --point (and of CSV points): EPSG:4326 is lon/lat; give the "
+                   "raster's CRS for projected coordinates.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Output similarity GeoTIFF (float32, nodata NaN).")
+@overwrite_option
+@quiet_option
+@handle_errors
+def similar_command(embeddings: Path, points: tuple[tuple[float, float], ...],
+                    points_file: Path | None, crs: str, out: Path, overwrite: bool,
+                    quiet: bool) -> None:
+    """Cosine-similarity map of EMBEDDINGS against the embedding at reference points.
+
+    The reference is the mean of the unit-normalised embeddings at the points; every
+    output pixel is the cosine similarity (-1..1) of its embedding to it.
+    """
+    from geoembed.errors import InputError
+    from geoembed.explore import merge_points, read_points_file, similarity_map
+
+    groups = [([p[0] for p in points], [p[1] for p in points], crs)]
+    if points_file is not None:
+        groups.append(read_points_file(points_file, crs))
+    xs, ys, first = merge_points(groups)
+    if not len(xs):
+        raise InputError("give reference points with --point X Y or --points FILE")
+    path, _ = similarity_map(embeddings, xs, ys, out, crs=first, overwrite=overwrite,
+                             quiet=quiet)
+    click.echo(f"{path}: cosine similarity to the mean embedding of {len(xs)} point(s)")
+
+
+@click.command("preview")
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Output PNG (RGB = first three principal components; nodata transparent).")
+@click.option("--max-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Longer side of the picture in pixels (larger rasters are read decimated).")
+@click.option("--samples", type=click.IntRange(min=10), default=100_000, show_default=True,
+              help="Valid pixels sampled to fit the PCA.")
+@seed_option
+@overwrite_option
+@quiet_option
+@handle_errors
+def preview_command(embeddings: Path, out: Path, max_size: int, samples: int, seed: int,
+                    overwrite: bool, quiet: bool) -> None:
+    """RGB picture of the first three principal components of EMBEDDINGS."""
+    from geoembed.explore import preview
+
+    res = preview(embeddings, out, max_size=max_size, n_samples=samples, seed=seed,
+                  overwrite=overwrite, quiet=quiet)
+    ev = ", ".join(f"{v:.2f}" for v in res.explained_variance_ratio)
+    click.echo(f"{res.path}: {res.width} x {res.height} px; explained variance {ev}")
