@@ -55,6 +55,20 @@ def augment_tiles(tiles: torch.Tensor, generator: torch.Generator | None = None)
     return torch.stack([dihedral(t, c) for t, c in zip(tiles, codes, strict=True)])
 
 
+def _dihedral_view(tile: np.ndarray, code: int) -> np.ndarray:
+    """:func:`dihedral` on a NumPy ``(..., H, W)`` array, as a view (no copy)."""
+    if code & 4:
+        tile = tile[..., ::-1]
+    k = code & 3  # np.rot90(tile, k, axes=(-2, -1)) spelled as slicing (cheaper)
+    if k == 1:
+        return tile[..., ::-1].swapaxes(-2, -1)
+    if k == 2:
+        return tile[..., ::-1, ::-1]
+    if k == 3:
+        return tile.swapaxes(-2, -1)[..., ::-1]
+    return tile
+
+
 def _common_nodata(values: Sequence[Any]) -> float | None:
     """The one finite nodata value shared by every scene, else None (NaN needs no mask:
     :func:`normalize` zeroes non-finite values)."""
@@ -78,8 +92,11 @@ def _to_tensor(pixels: np.ndarray, stats: BandStats, augment: bool,
         valid = (pixels != nodata).all(axis=1)  # like the sampler: valid in every band
         if valid.all():
             valid = None
-    x = torch.from_numpy(np.ascontiguousarray(normalize(pixels, stats, valid)))
-    return augment_tiles(x) if augment else x
+    x = normalize(pixels, stats, valid)
+    if augment:  # codes from torch's RNG (seeded per epoch by fit); views, one copy
+        codes = random_dihedral_codes(x.shape[0]).tolist()
+        x = np.stack([_dihedral_view(t, c) for t, c in zip(x, codes, strict=True)])
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 # ---------------------------------------------------------------------------------------------

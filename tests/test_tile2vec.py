@@ -14,6 +14,7 @@ from geoembed.checkpoint import load_checkpoint
 from geoembed.datasets import (
     OnTheFlyTripletDataset,
     TripletStoreDataset,
+    _dihedral_view,
     augment_tiles,
     dihedral,
 )
@@ -87,6 +88,9 @@ def test_dihedral_gives_the_eight_symmetries():
     assert torch.equal(outs[1], torch.rot90(tile, 1, (1, 2)))
     assert torch.equal(outs[4], tile.flip(-1))
     assert len({tuple(o.flatten().tolist()) for o in outs}) == 8
+    x = np.random.default_rng(0).random((2, 3, 5, 5)).astype(np.float32)
+    for c in range(8):  # the NumPy views used by the datasets agree with the torch version
+        assert np.array_equal(_dihedral_view(x, c), dihedral(torch.from_numpy(x), c).numpy())
 
 
 def _code_of(aug: torch.Tensor, plain: torch.Tensor) -> int:
