@@ -1,0 +1,263 @@
+"""Feature sets for labelled pixels: the encoder's embedding and the baselines it must beat.
+
+Every feature set describes one labelled pixel:
+
+- ``embedding``: the trained encoder's embedding of the tile centered on the label (or the
+  value of an embedding GeoTIFF at the label).
+- ``bands``: the pixel's band values.
+- ``tile-stats``: per-band mean and standard deviation over the valid pixels of the same tile.
+- ``random-encoder``: the same architecture, untrained (fixed seed): "is training doing anything?"
+- ``pca``: principal components of the flattened, normalised tile, fitted on unlabelled random
+  tiles of the scene (the unsupervised baseline of the Tile2Vec paper).
+- ``embedding+bands``: both concatenated.
+
+Tiles are read one window per label (never the whole scene). A tile that leaves the scene, or
+covers nodata, is read with the missing pixels marked invalid; :func:`geoembed.raster.normalize`
+sets invalid pixels to 0, the band mean, which is what the encoder sees. ``tile-stats`` uses the
+valid pixels only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoembed.errors import CRSError, InputError, RasterError
+from geoembed.raster import BandStats, Scene, normalize
+
+FEATURE_SETS = ("embedding", "bands", "tile-stats", "random-encoder", "pca", "embedding+bands")
+NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
+
+
+def parse_feature_sets(value: str | Sequence[str] | None) -> list[str] | None:
+    """'bands,pca' -> ['bands', 'pca'] (checked); None -> None (every available set)."""
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    names = [n for n in names if n]
+    bad = [n for n in names if n not in FEATURE_SETS]
+    if bad:
+        raise InputError(f"unknown feature set(s) {bad}; choose from {', '.join(FEATURE_SETS)}")
+    if not names:
+        raise InputError("no feature set given")
+    return list(dict.fromkeys(names))
+
+
+def available_feature_sets(has_checkpoint: bool, has_embeddings: bool) -> list[str]:
+    """The feature sets that can be computed from what was given."""
+    out = []
+    for name in FEATURE_SETS:
+        if name in ("embedding", "embedding+bands") and not (has_checkpoint or has_embeddings):
+            continue
+        if name == "random-encoder" and not has_checkpoint:
+            continue
+        out.append(name)
+    return out
+
+
+def tile_window(row: int, col: int, tile: int) -> Window:
+    """The ``tile`` x ``tile`` window whose center pixel (index ``tile // 2``) is (row, col)."""
+    return Window(col - tile // 2, row - tile // 2, tile, tile)
+
+
+def read_tile(scene: Scene, row: int, col: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``(C, t, t)`` and validity ``(t, t)`` of the tile centered on (row, col).
+
+    Parts outside the scene are zeros marked invalid (only the inside part is read).
+    """
+    win = tile_window(row, col, tile)
+    if scene.window_in_bounds(win):
+        return scene.read_with_mask(win)
+    r0, c0 = int(win.row_off), int(win.col_off)
+    rr0, rr1 = max(r0, 0), min(r0 + tile, scene.height)
+    cc0, cc1 = max(c0, 0), min(c0 + tile, scene.width)
+    data = np.zeros((scene.count, tile, tile), dtype=scene.dtype)
+    valid = np.zeros((tile, tile), dtype=bool)
+    if rr1 > rr0 and cc1 > cc0:
+        part, ok = scene.read_with_mask(Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+        data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = part
+        valid[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = ok
+    return data, valid
+
+
+def iter_label_tiles(scene: Scene, rows: np.ndarray, cols: np.ndarray, tile: int,
+                     batch_size: int) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Yield ``(slice, tiles (B, C, t, t), valid (B, t, t))`` for consecutive label batches."""
+    for start in range(0, len(rows), batch_size):
+        stop = min(start + batch_size, len(rows))
+        pairs = [read_tile(scene, int(r), int(c), tile)
+                 for r, c in zip(rows[start:stop], cols[start:stop], strict=True)]
+        yield (slice(start, stop), np.stack([p[0] for p in pairs]),
+               np.stack([p[1] for p in pairs]))
+
+
+def tile_statistics(norm: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-band mean and std over valid pixels: ``(B, C, t, t)`` -> ``(B, 2C)``."""
+    w = valid[:, None, :, :].astype(np.float64)
+    n = np.maximum(w.sum(axis=(2, 3)), 1.0)
+    mean = (norm * w).sum(axis=(2, 3)) / n
+    var = ((norm - mean[:, :, None, None]) ** 2 * w).sum(axis=(2, 3)) / n
+    return np.concatenate([mean, np.sqrt(var)], axis=1)
+
+
+def random_tile_sample(scene: Scene, tile: int, n_tiles: int, stats: BandStats | dict, *,
+                       seed: int = 0, min_valid: float = 0.5) -> np.ndarray:
+    """Flattened normalised tiles ``(n, C*t*t)`` at random in-scene positions (mostly valid)."""
+    if tile > min(scene.width, scene.height):
+        raise RasterError(f"tile size {tile} px is larger than the scene "
+                          f"({scene.width}x{scene.height})")
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    for _ in range(n_tiles * 4):
+        if len(out) >= n_tiles:
+            break
+        row = int(rng.integers(0, scene.height - tile + 1))
+        col = int(rng.integers(0, scene.width - tile + 1))
+        data, valid = scene.read_with_mask(Window(col, row, tile, tile))
+        if valid.mean() >= min_valid:
+            out.append(normalize(data, stats, valid).reshape(-1))
+    if len(out) < 2:
+        raise RasterError(f"{scene.name}: fewer than 2 mostly valid {tile}x{tile} tiles found "
+                          "for the PCA baseline")
+    return np.stack(out)
+
+
+def fit_tile_pca(scene: Scene, tile: int, stats: BandStats | dict, *, n_components: int,
+                 n_tiles: int = 1000, seed: int = 0) -> Any:
+    """PCA of flattened normalised tiles, fitted on unlabelled random tiles of the scene."""
+    from sklearn.decomposition import PCA
+
+    sample = random_tile_sample(scene, tile, n_tiles, stats, seed=seed)
+    k = int(max(1, min(n_components, sample.shape[0] - 1, sample.shape[1])))
+    return PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(sample)
+
+
+def random_encoder(encoder_cfg: dict, seed: int = 0) -> Any:
+    """The checkpoint's architecture with fresh weights from a fixed seed (eval mode)."""
+    import torch
+
+    from geoembed.models import build_encoder
+
+    cfg = dict(encoder_cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_encoder(cfg.pop("name"), cfg.pop("in_channels"), cfg.pop("z_dim"),
+                              base_width=cfg.pop("base_width", 64), **cfg)
+    return model.eval()
+
+
+def encode_batch(model: Any, norm: np.ndarray, device: Any) -> np.ndarray:
+    """Embeddings ``(B, z)`` of normalised tiles ``(B, C, t, t)`` (inference mode, float32)."""
+    import torch
+
+    from geoembed.devices import autocast_context
+
+    with torch.inference_mode(), autocast_context(device):
+        z = model(torch.from_numpy(np.ascontiguousarray(norm)).to(device))
+    return z.float().cpu().numpy()
+
+
+@dataclass
+class TileFeatureSpec:
+    """What is needed to compute the tile-based feature sets.
+
+    Attributes:
+        tile: tile size in pixels.
+        stats: band statistics used to normalise tiles (the checkpoint's when there is one).
+        encoder: trained encoder (for ``embedding``), or None.
+        random_encoder: untrained encoder (for ``random-encoder``), or None.
+        pca: fitted sklearn PCA (for ``pca``), or None.
+        device: torch device for the encoders.
+        batch_size: labels per batch.
+    """
+
+    tile: int
+    stats: BandStats | dict
+    encoder: Any = None
+    random_encoder: Any = None
+    pca: Any = None
+    device: Any = "cpu"
+    batch_size: int = 64
+
+
+def label_features(scene: Scene, rows: np.ndarray, cols: np.ndarray, names: Sequence[str],
+                   spec: TileFeatureSpec, *, quiet: bool = True) -> dict[str, np.ndarray]:
+    """Compute the requested feature sets (except ``embedding+bands``) for labelled pixels.
+
+    Returns ``{name: (n, d) float array}``. ``embedding`` is computed only when
+    ``spec.encoder`` is set (otherwise the caller samples an embedding GeoTIFF).
+    """
+    from tqdm.auto import tqdm
+
+    want = set(names)
+    if "embedding" in want and spec.encoder is None:
+        want.discard("embedding")
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in want}
+    t = spec.tile
+    n_batches = (len(rows) + spec.batch_size - 1) // spec.batch_size
+    batches = iter_label_tiles(scene, rows, cols, t, spec.batch_size)
+    for _, tiles, valid in tqdm(batches, total=n_batches, desc="features", unit="batch",
+                                disable=quiet, leave=False):
+        if "bands" in want:
+            chunks["bands"].append(tiles[:, :, t // 2, t // 2].astype(np.float64))
+        if not want & set(NEEDS_TILES):
+            continue
+        norm = normalize(tiles, spec.stats, valid)
+        if "tile-stats" in want:
+            chunks["tile-stats"].append(tile_statistics(norm, valid))
+        if "pca" in want:
+            chunks["pca"].append(spec.pca.transform(norm.reshape(len(norm), -1)))
+        if "embedding" in want:
+            chunks["embedding"].append(encode_batch(spec.encoder, norm, spec.device))
+        if "random-encoder" in want:
+            chunks["random-encoder"].append(encode_batch(spec.random_encoder, norm, spec.device))
+    return {n: np.concatenate(v).astype(np.float64) for n, v in chunks.items()}
+
+
+# ----------------------------------------------------------------------------- embedding rasters
+
+def sample_embedding_raster(path: str | os.PathLike, scene: Scene, rows: np.ndarray,
+                            cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Sample an embedding GeoTIFF (float or int8, see :mod:`geoembed.explore`) at scene pixels.
+
+    The centers of the scene pixels are transformed from the scene's CRS to the embedding
+    raster's CRS; each takes the value of the embedding pixel that contains it.
+
+    Returns:
+        ``(values (n, D) float, covered (n,) bool, info)``: labels outside the embedding
+        raster or on its nodata are not covered; info has ``bands`` (D), ``tags``, ``crs``.
+
+    Raises:
+        CRSError: the embedding raster has no CRS or the labels cannot be transformed to it.
+        RasterError: the file is not a raster, or it covers none of the labels.
+    """
+    import rasterio
+
+    from geoembed.explore import embedding_info, sample_embeddings
+    from geoembed.labels import rowcol_to_xy
+
+    info = embedding_info(path)
+    with rasterio.open(path) as ds:
+        tags, bounds = ds.tags(), tuple(round(b, 1) for b in ds.bounds)
+    if info.crs is None and scene.crs is not None:
+        raise CRSError(f"{path}: the embedding raster has no CRS; it cannot be matched to the "
+                       "labels")
+    x, y = rowcol_to_xy(scene, rows, cols)
+    try:
+        values, covered = sample_embeddings(path, x, y, crs=scene.crs)
+    except CRSError:
+        raise
+    except Exception as exc:  # PROJ / rasterio errors from the transformation
+        raise CRSError(f"{path}: cannot transform the labels from {scene.crs} to the embedding "
+                       f"raster's CRS {info.crs} ({str(exc).splitlines()[0][:120]})") from None
+    if not covered.any():
+        raise RasterError(f"{path}: the embedding raster (CRS {info.crs}, bounds {bounds}) "
+                          f"covers none of the {len(rows)} labels; embed the scene the labels "
+                          "are on")
+    return values.astype(np.float64), covered, {"bands": info.count, "tags": tags,
+                                                "crs": str(info.crs)}
