@@ -55,7 +55,8 @@ class TripletStep:
 
     def __call__(self, model: nn.Module, batch: torch.Tensor, to_device: Any) -> StepOutput:
         za, zn, zd = embed_triplets(model, batch, to_device)
-        loss = self.objective(za, zn, zd)
+        with torch.autocast(za.device.type, enabled=False):  # the loss in float32
+            loss = self.objective(za, zn, zd)
         return StepOutput(loss=loss, n=za.shape[0], sums=self.objective.statistics(za, zn, zd))
 
 

@@ -129,9 +129,11 @@ def test_help_and_defaults_match_the_library():
 
     from geoembed.cli import train as cli_train
 
+    import geoembed
     from geoembed import losses
     from geoembed.tile2vec import train
 
+    assert geoembed.train is train  # the lazy top-level export
     res = _run("train", "--help")
     assert res.exit_code == 0
     for option in ("--encoder", "--z-dim", "--margin", "--loss", "--temperature", "--resume",

@@ -313,6 +313,21 @@ def test_overwrite_replaces_a_run(store, run6, tmp_path):
     assert (out / "notes.txt").read_text() == "mine"  # only the run's own files go
 
 
+def test_initial_weights_file(store, tmp_path):
+    torch.manual_seed(3)
+    start = build_encoder("tilenet", 4, 16, base_width=8)
+    torch.save(start.state_dict(), tmp_path / "w.pt")
+    result = train(store, tmp_path / "run", epochs=1, lr=1e-9, weights=tmp_path / "w.pt",
+                   **TINY)
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt["init_weights"] == str(tmp_path / "w.pt")
+    # with a negligible learning rate the weights are still the file's
+    w0 = start.state_dict()["stem.0.weight"]
+    assert torch.allclose(ckpt["state_dict"]["stem.0.weight"], w0, atol=1e-6)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train(store, tmp_path / "run2", weights=tmp_path / "w.pt", **{**TINY, "z_dim": 8})
+
+
 def test_infonce_and_on_the_fly_training(tmp_path):
     result = train(None, tmp_path / "run", scenes=[SCENE], n_triplets=16, tile_size=16,
                    neighborhood=16, epochs=2, loss="infonce", temperature=0.2, seed=2, **TINY)
