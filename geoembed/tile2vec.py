@@ -120,9 +120,13 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
         if not overwrite:
             raise OutputExistsError(f"{out} exists; pass --overwrite to replace its run, or "
                                     "--resume to continue it")
-        if _is_main_rank():
-            for name in (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME):
-                (out / name).unlink(missing_ok=True)
+
+
+def _clear_run(out: Path) -> None:
+    """Remove a previous run's files (``--overwrite``; other files in ``out`` stay)."""
+    if _is_main_rank():
+        for name in (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME):
+            (out / name).unlink(missing_ok=True)
 
 
 def _check_numbers(**values: float) -> None:
@@ -253,6 +257,8 @@ def train(
         "init_weights": str(weights) if weights is not None else None,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }
+    if overwrite:  # only now that everything is checked
+        _clear_run(out)
     return fit(model, dataset, TripletStep(objective), out_dir=out, kind=KIND, payload=payload,
                options=options, epochs=epochs, batch_size=batch_size, lr=lr,
                betas=(float(beta1), 0.999), workers=workers, seed=seed, device=device,

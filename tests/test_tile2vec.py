@@ -307,6 +307,9 @@ def test_bad_input_is_refused(store, run6, tmp_path):
 def test_overwrite_replaces_a_run(store, run6, tmp_path):
     out = _copy_run(run6, tmp_path)
     (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError):  # a failing run does not delete the previous one
+        train(tmp_path / "missing", out, overwrite=True, **TINY)
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 6
     result = train(store, out, epochs=1, seed=1, overwrite=True, **TINY)
     assert len(read_metrics(out / "metrics.csv")) == 1
     assert load_checkpoint(result.checkpoint)["epoch"] == 1
