@@ -47,6 +47,7 @@ from geoembed.features import (
     label_features,
     parse_feature_sets,
     random_encoder,
+    random_tile_sample,
     sample_embedding_raster,
 )
 from geoembed.labels import PixelLabels, encode_classes, rowcol_to_xy
@@ -408,6 +409,7 @@ def evaluate(
     allow_no_crs: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    plots: bool = True,
 ) -> EvaluationResult:
     """Cross-validate classifiers on embeddings and baselines for labelled pixels of a scene.
 
@@ -434,13 +436,15 @@ def evaluate(
         tile_size: tile for ``tile-stats``/``pca`` without a checkpoint (default: the embedding
             raster's ``tile_size`` tag, else 50).
         bands: 1-based scene bands (default: the checkpoint's, else all).
-        pca_tiles: unlabelled random tiles the PCA is fitted on.
+        pca_tiles: unlabelled random tiles the PCA is fitted on (the first 512 also give the
+            random encoder its BatchNorm statistics).
         batch_size: labels per encoder batch.
         seed: seeds folds, subsets, the random encoder, PCA tiles and random forests.
         device: torch device for the encoders.
         allow_no_crs: accept a scene without a CRS (labels must then be in pixel space).
         overwrite: replace an existing ``out``.
         quiet: no progress bars.
+        plots: write ``learning_curve.png`` and ``confusion.png``.
 
     Returns:
         :class:`EvaluationResult` with the report (also in ``out/report.json``).
@@ -544,15 +548,18 @@ def evaluate(
     else:
         stats = None
     spec = TileFeatureSpec(tile=tile, stats=stats, device=torch_device, batch_size=batch_size)
+    unlabelled = None
+    if need & {"pca", "random-encoder"}:
+        unlabelled = random_tile_sample(scn, tile, pca_tiles, stats, seed=seed)
     if em is not None:
         spec.encoder = em.model.to(torch_device)
         if "random-encoder" in need:
             cfg = load_encoder_config(checkpoint)
-            spec.random_encoder = random_encoder(cfg, seed).to(torch_device)
+            calib = unlabelled.reshape(len(unlabelled), scn.count, tile, tile)
+            spec.random_encoder = random_encoder(cfg, seed, calib[:512]).to(torch_device)
     if "pca" in need:
         z = em.z_dim if em is not None else emb_info.get("bands", PCA_MAX_COMPONENTS)
-        spec.pca = fit_tile_pca(scn, tile, stats, n_components=min(z, PCA_MAX_COMPONENTS),
-                                n_tiles=pca_tiles, seed=seed)
+        spec.pca = fit_tile_pca(unlabelled, n_components=min(z, PCA_MAX_COMPONENTS), seed=seed)
     if need:
         feats.update(label_features(scn, rows_u, cols_u, sorted(need), spec, quiet=quiet))
     if "embedding+bands" in names:
@@ -618,7 +625,7 @@ def evaluate(
     }
     x_map, y_map = rowcol_to_xy(scn, rows_u, cols_u)
     _write_outputs(out, overwrite, report, rows_u, cols_u, x_map, y_map, y, cv_classes,
-                   fold_of, preds, best)
+                   fold_of, preds, best, plots)
     return EvaluationResult(report=report, out_dir=out, warnings=notes)
 
 
@@ -637,7 +644,7 @@ def load_encoder_config(checkpoint: str | os.PathLike) -> dict:
 def _write_outputs(out: Path, overwrite: bool, report: dict, rows: np.ndarray, cols: np.ndarray,
                    x: np.ndarray, y_map: np.ndarray, y: np.ndarray, classes: list,
                    fold_of: dict[str, np.ndarray], preds: dict[str, np.ndarray],
-                   best: dict) -> None:
+                   best: dict, plots: bool = True) -> None:
     from geoembed.raster import replace_path, temporary_sibling
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -648,8 +655,9 @@ def _write_outputs(out: Path, overwrite: bool, report: dict, rows: np.ndarray, c
             json.dump(report, f, indent=2)
         write_predictions(tmp / "predictions.csv", rows, cols, x, y_map, y, classes, fold_of,
                           preds)
-        plot_learning_curves(tmp / "learning_curve.png", report["results"])
-        plot_confusion(tmp / "confusion.png", best)
+        if plots:
+            plot_learning_curves(tmp / "learning_curve.png", report["results"])
+            plot_confusion(tmp / "confusion.png", best)
         if out.exists() and not overwrite:
             raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
         replace_path(tmp, out)

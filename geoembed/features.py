@@ -127,19 +127,25 @@ def random_tile_sample(scene: Scene, tile: int, n_tiles: int, stats: BandStats |
     return np.stack(out)
 
 
-def fit_tile_pca(scene: Scene, tile: int, stats: BandStats | dict, *, n_components: int,
-                 n_tiles: int = 1000, seed: int = 0) -> Any:
-    """PCA of flattened normalised tiles, fitted on unlabelled random tiles of the scene."""
+def fit_tile_pca(sample: np.ndarray, *, n_components: int, seed: int = 0) -> Any:
+    """PCA of flattened normalised tiles ``(n, C*t*t)`` (unlabelled random tiles of the scene)."""
     from sklearn.decomposition import PCA
 
-    sample = random_tile_sample(scene, tile, n_tiles, stats, seed=seed)
     k = int(max(1, min(n_components, sample.shape[0] - 1, sample.shape[1])))
     return PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(sample)
 
 
-def random_encoder(encoder_cfg: dict, seed: int = 0) -> Any:
-    """The checkpoint's architecture with fresh weights from a fixed seed (eval mode)."""
+def random_encoder(encoder_cfg: dict, seed: int = 0, calibration: np.ndarray | None = None,
+                   batch_size: int = 64) -> Any:
+    """The checkpoint's architecture with fresh weights from a fixed seed (eval mode).
+
+    With ``calibration`` tiles ``(n, C, t, t)`` (normalised, unlabelled), the BatchNorm
+    running statistics are estimated on them (no weight is trained): with the default
+    statistics (mean 0, variance 1) a deep untrained network's outputs collapse to nearly
+    the same vector for every tile, which would make the control weaker than it is.
+    """
     import torch
+    from torch import nn
 
     from geoembed.models import build_encoder
 
@@ -148,6 +154,17 @@ def random_encoder(encoder_cfg: dict, seed: int = 0) -> Any:
         torch.manual_seed(seed)
         model = build_encoder(cfg.pop("name"), cfg.pop("in_channels"), cfg.pop("z_dim"),
                               base_width=cfg.pop("base_width", 64), **cfg)
+    if calibration is not None and len(calibration) > 1:
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        with torch.no_grad():
+            for start in range(0, len(calibration), batch_size):
+                chunk = calibration[start:start + batch_size]
+                if len(chunk) > 1:
+                    model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
     return model.eval()
 
 

@@ -140,7 +140,8 @@ def test_separable_by_band_value_gives_accuracy_one(tmp_path):
     gdf = points(scene, rows, cols, [f"c{c}" for c in cls])
     res = evaluate(scene, tmp_path / "out", labels=gdf, label_column="cls",
                    features="bands", classifier="both", block_size=BLOCK,
-                   learning_curve_sizes="none", tile_size=8, pca_tiles=20, quiet=True)
+                   learning_curve_sizes="none", tile_size=8, pca_tiles=20, quiet=True,
+                   plots=False)
     by = {(r["features"], r["classifier"]): r for r in res.rows}
     assert by[("bands", "logreg")]["accuracy"] == 1.0
     assert by[("bands", "rf")]["accuracy"] == 1.0
@@ -155,7 +156,7 @@ def test_random_labels_are_near_chance(tmp_path):
     labels = rng.integers(0, 3, 240)
     gdf = points(scene, rows, cols, labels)
     res = evaluate(scene, tmp_path / "out", labels=gdf, label_column="cls", features="bands",
-                   block_size=BLOCK, learning_curve_sizes="none", quiet=True, seed=1)
+                   block_size=BLOCK, learning_curve_sizes="none", quiet=True, plots=False, seed=1)
     acc = res.rows[0]["accuracy"]
     assert 0.2 < acc < 0.5, acc  # chance is 1/3
 
@@ -249,7 +250,7 @@ def test_nodata_and_outside_labels_are_dropped_and_counted(make_raster, tmp_path
     labels = ["a", "b"] * 15 + ["a", "b", "a", "b", "a"]
     gdf = points(path, rows, cols, labels, crs="EPSG:4326")
     res = evaluate(path, tmp_path / "out", labels=gdf, label_column="cls", features="bands",
-                   folds=2, block_size=8, learning_curve_sizes="none", quiet=True)
+                   folds=2, block_size=8, learning_curve_sizes="none", quiet=True, plots=False)
     rep = res.report
     assert rep["dropped"] == {"outside": 2, "nodata": 3, "no_embedding": 0}
     assert rep["n_dropped"] == 5 and rep["n_labels"] == 30 and rep["n_input"] == 35
@@ -261,7 +262,7 @@ def test_class_with_fewer_labels_than_folds_is_left_out(tmp_path):
     labels = [f"c{c}" for c in cls]
     gdf = points(scene, list(rows) + [5, 40], list(cols) + [5, 40], labels + ["rare", "rare"])
     res = evaluate(scene, tmp_path / "out", labels=gdf, label_column="cls", features="bands",
-                   folds=3, block_size=BLOCK, learning_curve_sizes="none", quiet=True)
+                   folds=3, block_size=BLOCK, learning_curve_sizes="none", quiet=True, plots=False)
     rep = res.report
     assert rep["excluded_classes"] == ["rare"]
     assert any("rare (2)" in w for w in rep["warnings"])
@@ -301,7 +302,7 @@ def test_embedding_geotiff_in_another_crs_is_sampled_at_the_labels(tmp_path, int
     gdf = points(scene, rows, cols, cls)
     res = evaluate(scene, tmp_path / "out", labels=gdf, label_column="cls", embeddings=emb,
                    features="embedding,pca", block_size=BLOCK, tile_size=8, pca_tiles=30,
-                   learning_curve_sizes="none", quiet=True)
+                   learning_curve_sizes="none", quiet=True, plots=False)
     by = {r["features"]: r for r in res.rows}
     assert by["embedding"]["accuracy"] == 1.0
     assert res.report["feature_sets"]["embedding"] == 3
@@ -314,11 +315,11 @@ def test_embedding_geotiff_errors(tmp_path):
     far = _embedding_raster(tmp_path / "far.tif", scene, dst_crs="EPSG:32610", shift=1e6)
     with pytest.raises(RasterError, match="covers none of the 40 labels"):
         evaluate(scene, tmp_path / "o1", labels=gdf, label_column="cls", embeddings=far,
-                 learning_curve_sizes="none", quiet=True)
+                 learning_curve_sizes="none", quiet=True, plots=False)
     nocrs = write_raster(tmp_path / "nocrs.tif", np.zeros((3, 8, 8), np.float32), crs=None)
     with pytest.raises(CRSError, match="no CRS"):
         evaluate(scene, tmp_path / "o2", labels=gdf, label_column="cls", embeddings=nocrs,
-                 learning_curve_sizes="none", quiet=True)
+                 learning_curve_sizes="none", quiet=True, plots=False)
     with pytest.raises(InputError, match="random-encoder need --checkpoint"):
         evaluate(scene, tmp_path / "o3", labels=gdf, label_column="cls",
                  embeddings=tmp_path / "far.tif", features="random-encoder", quiet=True)
