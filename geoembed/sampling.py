@@ -50,8 +50,8 @@ _COVERAGE_CELLS = 256  # coverage map: at most this many cells along a scene's l
 _ND_TRIES = 20  # neighbor/distant redraws for one anchor before the anchor is redrawn
 _INNER_TRIES = 32  # vectorised rejection rounds for one position draw
 _WINDOW_READ_BYTES = 256 * 1024  # one windowed read costs about a bulk read of this many bytes
-_STRIP_BYTES = 32 * 2**20  # at most this many bytes per strip read
-_BATCH = 1024  # windows cut out of a strip at once
+_STRIP_BYTES = 16 * 2**20  # at most this many bytes per strip read
+_BATCH = 512  # windows cut out of a strip at once
 
 # sink(triplet_indices, role_indices, tiles (k, C, T, T)) receives the pixels of valid windows
 Sink = Callable[[np.ndarray, np.ndarray, np.ndarray], None]

@@ -177,3 +177,29 @@ def test_open_store_errors(tmp_path, make_raster):
     (good / "meta.json").unlink()
     with pytest.raises(InputError, match="meta.json is missing"):
         open_store(good)
+
+
+@pytest.mark.parametrize("crs", [None, "EPSG:4326", "+proj=laea +lat_0=52 +lon_0=10 "
+                                 "+x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m +no_defs"])
+def test_footprints_geopackage_crs(tmp_path, crs):
+    """The GeoPackage opens with GDAL in the scene's CRS (none, EPSG, or a custom WKT)."""
+    import pyogrio
+    from rasterio.crs import CRS
+
+    data = np.random.default_rng(0).integers(1, 99, (2, 40, 40)).astype(np.uint8)
+    transform = from_origin(10.0, 50.0, 0.001, 0.001) if crs == "EPSG:4326" else None
+    path = write_raster(tmp_path / "s.tif", data, crs=crs, transform=transform)
+    st = tile([path], tmp_path / "st", n_triplets=10, tile_size=8, neighborhood=8,
+              quiet=True, allow_no_crs=crs is None)
+    info = pyogrio.read_info(st.footprints_path, layer="footprints")
+    assert info["features"] == 30 and info["geometry_type"] == "Polygon"
+    fp = st.footprints()
+    if crs is None:
+        assert fp.crs is None
+    else:
+        assert CRS.from_user_input(fp.crs.to_wkt()) == CRS.from_user_input(crs)
+    with rasterio.open(path) as ds:
+        rec = fp.iloc[7]
+        left, bottom, right, top = rasterio.windows.bounds(Window(rec.col, rec.row, 8, 8),
+                                                           ds.transform)
+    assert fp.geometry.iloc[7].bounds == pytest.approx((left, bottom, right, top))
