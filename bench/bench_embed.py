@@ -1,17 +1,22 @@
 """Benchmark `geoembed embed`: windows/s, pipeline overhead vs. pure model forward, peak RSS.
 
-Scenes: synthetic 4096 x 4096 x 4 and 8192 x 8192 x 4 uint8 GeoTIFFs (tiled 256, deflate),
-written once to a cache directory. Model: a random-init TileNet (base width 16, z_dim 64,
-tile 50) -- a CPU-sized model; the paper's (base width 64, z_dim 512) is a GPU job.
+Scenes: a synthetic 4096 x 4096 x 4 uint8 GeoTIFF (tiled 256, deflate; crops of 1024 and
+2048 for the speed runs) and an 8192 x 8192 x 4 one, written once to a cache directory.
 
-Every measurement runs in its own subprocess (peak RSS = that process's ru_maxrss, which
-includes importing torch). The ratio compares `embed()` end to end (checkpoint load,
-reading, nodata checks, normalisation, inference, quantisation, COG writing) with the model's
-forward pass alone on the same windows, already normalised and in memory, with the same
-batch size, in the same run.
+Speed: a random-init TileNet (base width 16, z_dim 64, tile 50; a CPU-sized model, the
+paper's base width 64 / z_dim 512 is a GPU job). In one subprocess per configuration,
+forward-only and end-to-end runs alternate ``--reps`` times and the best of each is kept
+(the shared machine is noisy). End to end is ``embed()``: checkpoint load, reading,
+nodata checks, normalisation, inference, quantisation, COG writing with overviews.
+Forward only is the model on the same windows, already normalised and in memory, with the
+same batch size.
 
-    .venv/bin/python bench/bench_embed.py                 # the full table
-    .venv/bin/python bench/bench_embed.py --small   # stride 25 on a 2048 crop
+Memory: peak RSS (``ru_maxrss``, includes importing torch) of ``embed()`` on the whole
+4096^2 and 8192^2 scenes at stride 50, each in its own subprocess, with a tiny TileNet
+(base width 2) so that the 26,569 windows of the larger scene run in minutes on a CPU.
+
+    .venv/bin/python bench/bench_embed.py                        # shared 2-core CPU
+    .venv/bin/python bench/bench_embed.py --ratio-size 4096 --device cuda --no-rss  # a GPU
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ TILE = 50
 BASE_WIDTH = 16
 Z_DIM = 64
 BATCH = 256
+RSS_BASE_WIDTH = 2  # the RSS runs embed whole 4096² and 8192² scenes: a tiny model
 
 
 def make_scene(path: Path, size: int, bands: int = 4, seed: int = 0) -> Path:
@@ -60,7 +66,7 @@ def make_scene(path: Path, size: int, bands: int = 4, seed: int = 0) -> Path:
     return path
 
 
-def make_checkpoint(path: Path, scene: Path) -> Path:
+def make_checkpoint(path: Path, scene: Path, base_width: int) -> Path:
     import torch
 
     from geoembed.checkpoint import save_checkpoint
@@ -70,10 +76,10 @@ def make_checkpoint(path: Path, scene: Path) -> Path:
     if path.exists():
         return path
     torch.manual_seed(0)
-    model = build_encoder("tilenet", 4, z_dim=Z_DIM, base_width=BASE_WIDTH)
+    model = build_encoder("tilenet", 4, z_dim=Z_DIM, base_width=base_width)
     stats = band_statistics([open_scene(scene)], n_windows=16, window_size=256)
     save_checkpoint(path, {
-        "encoder": encoder_config("tilenet", 4, Z_DIM, BASE_WIDTH),
+        "encoder": encoder_config("tilenet", 4, Z_DIM, base_width),
         "state_dict": model.state_dict(), "bands": [1, 2, 3, 4],
         "band_stats": stats.to_dict(), "tile_size": TILE, "scenes": [str(scene)],
         "options": {}, "epoch": 0,
@@ -114,26 +120,66 @@ def part_embed(ckpt: str, scene: str, stride: int, out: str, dtype: str) -> dict
     return {"seconds": seconds, "windows": windows, "rss_mb": _rss_mb()}
 
 
-def part_forward(ckpt: str, scene: str, stride: int) -> dict:
+def _in_memory(em, scene: str, stride: int):
+    """Every window of the grid, read and normalised, as one float32 tensor."""
     import torch
 
-    from geoembed.embed import load_embedding_model
     from geoembed.grid import WindowGrid, read_grid_row
     from geoembed.raster import normalize, open_scene
 
-    em = load_embedding_model(ckpt)
     sc = open_scene(scene)
     grid = WindowGrid.for_scene(sc, em.tile, stride)
-    rows = [read_grid_row(sc, grid, i) for i in range(grid.shape[0])]
-    x = torch.from_numpy(np.concatenate([normalize(r.tiles, em.band_stats, r.valid)
-                                         for r in rows]))
-    del rows
-    model = em.model
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for k in range(0, len(x), BATCH):
-            model(x[k:k + BATCH])
-    return {"seconds": time.perf_counter() - t0, "windows": len(x), "rss_mb": _rss_mb()}
+    parts = []
+    for i in range(grid.shape[0]):
+        r = read_grid_row(sc, grid, i)
+        parts.append(normalize(r.tiles, em.band_stats, r.valid))
+    return torch.from_numpy(np.concatenate(parts))
+
+
+def part_ratio(ckpt: str, scene: str, stride: int, out: str, dtype: str, reps: int,
+               device: str, threads: int) -> dict:
+    """Interleaved forward-only and end-to-end runs in one process; best of ``reps``.
+
+    Wall time and process CPU time (all threads: the background reader's work counts).
+    """
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+    from geoembed.devices import autocast_context, resolve_device
+    from geoembed.embed import embed, load_embedding_model
+
+    dev = resolve_device(device)
+    em = load_embedding_model(ckpt)
+    model = em.model.to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    x = _in_memory(em, scene, stride).to(dev)
+    if dev.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def forward() -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        with torch.inference_mode(), autocast_context(dev, True):
+            for k in range(0, len(x), BATCH):
+                y = model(x[k:k + BATCH])
+            y.float().cpu()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    with torch.inference_mode():  # warm-up (allocator, cudnn)
+        model(x[:BATCH]).float().cpu()
+    fwd, e2e = [], []
+    for _ in range(reps):
+        fwd.append(forward())
+        t0, c0 = time.perf_counter(), time.process_time()
+        embed(ckpt, scene, out, stride=stride, batch_size=BATCH, dtype=dtype, device=device,
+              overwrite=True, quiet=True)
+        e2e.append((time.perf_counter() - t0, time.process_time() - c0))
+    return {"windows": len(x), "threads": torch.get_num_threads(),
+            "forward": min(f[0] for f in fwd), "e2e": min(e[0] for e in e2e),
+            "forward_cpu": min(f[1] for f in fwd), "e2e_cpu": min(e[1] for e in e2e),
+            "forward_all": fwd, "e2e_all": e2e}
 
 
 def run_part(*args: str) -> dict:
@@ -145,8 +191,14 @@ def run_part(*args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default="/tmp/geoembed_bench", help="where scenes are kept")
-    ap.add_argument("--small", action="store_true",
-                    help="run stride 25 on a 2048 x 2048 crop (shared CPUs)")
+    ap.add_argument("--ratio-size", type=int, default=1024, choices=[1024, 2048, 4096],
+                    help="scene (crop) size of the speed/ratio runs (4096 on a quiet machine "
+                         "or a GPU)")
+    ap.add_argument("--reps", type=int, default=2, help="repetitions of the ratio runs")
+    ap.add_argument("--device", default="cpu", help="device of the speed/ratio runs")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads of the speed runs (0: torch's default)")
+    ap.add_argument("--no-rss", action="store_true", help="skip the 4096/8192 RSS runs")
     ap.add_argument("--part", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.part:
@@ -155,43 +207,55 @@ def main() -> None:
             ckpt, scene, stride, out, dtype = rest
             print(json.dumps(part_embed(ckpt, scene, int(stride), out, dtype)))
         else:
-            ckpt, scene, stride = rest
-            print(json.dumps(part_forward(ckpt, scene, int(stride))))
+            ckpt, scene, stride, out, dtype, reps, device, threads = rest
+            print(json.dumps(part_ratio(ckpt, scene, int(stride), out, dtype, int(reps),
+                                        device, int(threads))))
         return
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     s4 = make_scene(cache / "scene_4096.tif", 4096)
-    s8 = make_scene(cache / "scene_8192.tif", 8192, seed=1)
-    s2 = crop(s4, cache / "scene_2048.tif", 2048)
-    ckpt = make_checkpoint(cache / "tilenet_w16_z64.pt", s4)
+    scenes = {4096: s4}
+    for size in (1024, 2048):
+        scenes[size] = crop(s4, cache / f"scene_{size}.tif", size)
+    ckpt = make_checkpoint(cache / f"tilenet_w{BASE_WIDTH}_z{Z_DIM}.pt", s4, BASE_WIDTH)
     out = str(cache / "out.tif")
-    s25 = s2 if args.small else s4
-    rows = []
-    for scene, stride in ((s4, 50), (s25, 25)):
-        fwd = run_part("forward", str(ckpt), str(scene), str(stride))
-        e2e = run_part("embed", str(ckpt), str(scene), str(stride), out, "float32")
-        e8 = run_part("embed", str(ckpt), str(scene), str(stride), out, "int8")
-        size = scene.stem.split("_")[1]
-        for name, r in (("float32", e2e), ("int8", e8)):
-            rows.append((f"{size}² stride {stride} {name}", r["windows"],
-                         r["windows"] / r["seconds"], r["seconds"], fwd["seconds"],
-                         r["seconds"] / fwd["seconds"], r["rss_mb"]))
-    big = run_part("embed", str(ckpt), str(s8), "50", out, "float32")
-    rows.append(("8192² stride 50 float32", big["windows"], big["windows"] / big["seconds"],
-                 big["seconds"], float("nan"), float("nan"), big["rss_mb"]))
+    scene = scenes[args.ratio_size]
+    speed = []
+    for stride, dtype in ((50, "float32"), (50, "int8"), (25, "float32")):
+        r = run_part("ratio", str(ckpt), str(scene), str(stride), out, dtype, str(args.reps),
+                     args.device, str(args.threads))
+        speed.append((f"{args.ratio_size}² stride {stride} {dtype}", r))
+    rss = []
+    if not args.no_rss:
+        small = make_checkpoint(cache / f"tilenet_w{RSS_BASE_WIDTH}_z{Z_DIM}.pt", s4,
+                                RSS_BASE_WIDTH)
+        s8 = make_scene(cache / "scene_8192.tif", 8192, seed=1)
+        for size, path in ((4096, s4), (8192, s8)):
+            rss.append((size, run_part("embed", str(small), str(path), "50", out, "float32")))
     import torch
 
-    print(f"Machine: {platform.system()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}; TileNet base width {BASE_WIDTH}, z_dim {Z_DIM}, "
-          f"tile {TILE}, batch {BATCH}, random init, CPU\n")
-    print("| run | windows | windows/s | end-to-end s | forward only s | ratio | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
-    for name, n, wps, sec, fsec, ratio, rss in rows:
-        f = "–" if np.isnan(fsec) else f"{fsec:.1f}"
-        r = "–" if np.isnan(ratio) else f"{ratio:.3f}"
-        print(f"| {name} | {n} | {wps:.0f} | {sec:.1f} | {f} | {r} | {rss:.0f} |")
-    print(f"\nPeak RSS 8192² - 4096² (stride 50, float32): {big['rss_mb'] - rows[0][6]:+.0f} MB")
+    print(f"Machine: {platform.system()}, {os.cpu_count()} cores, torch {torch.__version__} "
+          f"({speed[0][1]['threads']} threads), device {args.device}, load average at the end "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print(f"Speed: TileNet base width {BASE_WIDTH}, z_dim {Z_DIM}, tile {TILE}, batch {BATCH}, "
+          f"random init; best of {args.reps} interleaved runs\n")
+    print("| run | windows | windows/s | end-to-end s | forward only s | ratio (wall) | "
+          "end-to-end CPU s | forward CPU s | ratio (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in speed:
+        print(f"| {name} | {r['windows']} | {r['windows'] / r['e2e']:.0f} | {r['e2e']:.1f} | "
+              f"{r['forward']:.1f} | {r['e2e'] / r['forward']:.3f} | {r['e2e_cpu']:.1f} | "
+              f"{r['forward_cpu']:.1f} | {r['e2e_cpu'] / r['forward_cpu']:.3f} |")
+    if rss:
+        print(f"\nPeak RSS (own process, includes torch): TileNet base width {RSS_BASE_WIDTH}, "
+              f"z_dim {Z_DIM}, tile {TILE}, stride 50, float32\n")
+        print("| scene | windows | seconds | peak RSS MB |")
+        print("|---|---|---|---|")
+        for size, r in rss:
+            print(f"| {size}² x 4 uint8 | {r['windows']} | {r['seconds']:.0f} | "
+                  f"{r['rss_mb']:.0f} |")
+        print(f"\n8192² - 4096²: {rss[1][1]['rss_mb'] - rss[0][1]['rss_mb']:+.0f} MB")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import types
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -289,6 +291,7 @@ class _Normalizer:
         self.std = torch.tensor(stats.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
     def __call__(self, tiles: np.ndarray, valid: np.ndarray | None) -> torch.Tensor:
+        floating = np.issubdtype(tiles.dtype, np.floating)
         if tiles.dtype.name not in _TORCH_DTYPES:
             tiles = tiles.astype(np.float32)
         x = torch.from_numpy(np.ascontiguousarray(tiles))
@@ -296,11 +299,13 @@ class _Normalizer:
         if cuda:
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=cuda)
-        x = (x.to(torch.float32) - self.mean) / self.std
+        # same arithmetic as raster.normalize: (x - mean) / std in float32, in place
+        x = x.to(torch.float32).sub_(self.mean).div_(self.std)
         if valid is not None:
             v = torch.from_numpy(np.ascontiguousarray(valid)).to(self.device, non_blocking=cuda)
-            x = x.masked_fill(~v[:, None], 0.0)
-        x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+            x.masked_fill_(~v[:, None], 0.0)
+        if floating:  # integer pixels cannot give NaN or inf
+            x = torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -441,3 +446,18 @@ def _embed_scene(em: EmbeddingModel, model: nn.Module, scene: Scene, target: Pat
         if state["next_row"] != n_rows:  # pragma: no cover - a bug, not a user error
             raise RuntimeError(f"embedding stopped at row {state['next_row']} of {n_rows}")
     return target
+
+
+class _CallableModule(types.ModuleType):
+    """``geoembed.embed`` is both this module and the :func:`embed` function.
+
+    Importing the submodule ``geoembed.embed`` sets the package attribute ``embed`` to the
+    module, shadowing the lazily exported function; making the module callable keeps
+    ``geoembed.embed(checkpoint, scenes, out)`` working whichever was imported first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Path]:
+        return embed(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

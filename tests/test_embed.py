@@ -289,3 +289,12 @@ def test_interrupted_run_leaves_nothing(cli_inputs, monkeypatch, tmp_path, exc):
     assert calls["n"] == 3
     assert not out.exists()
     assert list(out.parent.iterdir()) == []
+
+
+def test_package_level_embed_is_callable(bordered, tmp_path):
+    import geoembed
+    import geoembed.embed  # noqa: F401  (the submodule shadows the lazy attribute)
+
+    scene, ckpt, _, _ = bordered
+    out = geoembed.embed(ckpt, [scene], tmp_path / "e.tif", stride=16, quiet=True)
+    assert out == [tmp_path / "e.tif"] and out[0].exists()
