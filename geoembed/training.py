@@ -37,6 +37,8 @@ from geoembed.errors import CheckpointError, InputError
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
 PLOT_NAME = "loss.png"
+#: Least seconds between two redraws of loss.png during training.
+PLOT_EVERY_S = 30.0
 
 
 @dataclass
@@ -209,6 +211,7 @@ def _fit(model: nn.Module, dataset: Dataset, step: StepFn, *, out_dir: Path, kin
             t = t.contiguous(memory_format=torch.channels_last)
         return t
 
+    last_plot = -math.inf
     for epoch in range(start_epoch, epochs):
         epoch_seed = seed * 100_003 + epoch
         torch.manual_seed(epoch_seed + dist_info.rank)
@@ -227,7 +230,11 @@ def _fit(model: nn.Module, dataset: Dataset, step: StepFn, *, out_dir: Path, kin
         if dist_info.main:
             _save(ckpt_path, kind, payload, options, model, optimizer, epoch + 1, history)
             _write_metrics(out_dir / METRICS_NAME, history)
-            _plot_history(out_dir / PLOT_NAME, history)
+            # matplotlib costs ~0.5-1 s on a busy CPU: with short epochs, plot at most every
+            # PLOT_EVERY_S seconds (and always after the last epoch)
+            if epoch + 1 == epochs or time.perf_counter() - last_plot >= PLOT_EVERY_S:
+                _plot_history(out_dir / PLOT_NAME, history)
+                last_plot = time.perf_counter()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, model, row)
         if dist_info.enabled:
