@@ -126,6 +126,9 @@ def train_command(scenes: tuple[str, ...], labels: tuple[str, ...], label_type: 
                if result.n_outside or result.n_nodata or result.n_unused else "")
     click.echo(f"{label_type} labels: {result.n_labels} training items from "
                f"{result.n_input}{dropped}; classes: {', '.join(result.class_names)}")
+    if result.extra.get("n_resampled"):
+        click.echo(f"{result.extra['n_resampled']} label windows differ from the tile size "
+                   f"and were resampled to {tile_size} px (use --tile-size to match them)")
     if last:
         click.echo(f"epoch {int(last['epoch'])}: loss {last['loss']:.4f}, "
                    f"accuracy {last.get('accuracy', float('nan')):.3f}")

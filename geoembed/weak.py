@@ -218,7 +218,7 @@ def prepare_image_labels(scenes: Sequence[Scene], labels: Any, column: str, *, t
     """
     gdf, source = _vector_source(labels)
     require_column(gdf, column, source)
-    gdf = gdf[gdf[column].notna()]
+    gdf = gdf[gdf[column].notna()].reset_index(drop=True)
     if len(gdf) == 0:
         raise LabelError(f"{source}: every value of column {column!r} is empty")
     n_input = len(gdf)
@@ -273,7 +273,7 @@ def prepare_pixel_labels(scenes: Sequence[Scene], labels: Any, column: str, *, t
     """
     gdf, source = _vector_source(labels)
     require_column(gdf, column, source)
-    gdf = gdf[gdf[column].notna()]
+    gdf = gdf[gdf[column].notna()].reset_index(drop=True)
     if len(gdf) == 0:
         raise LabelError(f"{source}: every value of column {column!r} is empty")
     n_input = len(gdf)

@@ -226,3 +226,24 @@ def test_segment_bad_inputs(trained, tmp_path):
     with pytest.raises(OutputExistsError):
         segment(trained["ckpt"], trained["scene"], out, quiet=True, device="cpu")
     assert load_checkpoint(trained["ckpt"], kind="weak")["label_type"] == "pixel"
+
+
+def test_multiclass_cam_model_segments_by_argmax(tmp_path):
+    import geopandas as gpd
+
+    from tests.test_weak import tile_labels
+
+    path, mask = weak_scene(tmp_path)
+    tiles = gpd.read_file(tile_labels(tmp_path, mask))
+    tiles["kind"] = np.select([tiles["frac"] < 0.4, tiles["frac"] > 0.6], ["low", "high"], "mid")
+    assert tiles["kind"].nunique() == 3
+    res = weak_train(path, tiles, tmp_path / "run", label_type="image", label_column="kind",
+                     tile_size=TILE, epochs=1, batch_size=8, quiet=True, device="cpu", **TINY)
+    assert res.class_names == ["high", "low", "mid"] and res.threshold is None
+    seg = segment(res.checkpoint, path, tmp_path / "seg.tif", probabilities=True, quiet=True,
+                  device="cpu")
+    classes = _read(seg.path)[0]
+    probs = _read(seg.probabilities)
+    assert probs.shape[0] == 3 and set(np.unique(classes)) <= {0, 1, 2}
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(classes, probs.argmax(axis=0))
