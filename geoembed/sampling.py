@@ -53,7 +53,8 @@ _WINDOW_READ_BYTES = 256 * 1024  # one windowed read costs about a bulk read of 
 _STRIP_BYTES = 16 * 2**20  # at most this many bytes per strip read
 _BATCH = 512  # windows cut out of a strip at once
 
-# sink(triplet_indices, role_indices, tiles (k, C, T, T)) receives the pixels of valid windows
+# sink(triplet_indices, role_indices, tiles (k, C, T, T)) receives the pixels of valid windows,
+# each call sorted by (triplet, role)
 Sink = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
 
@@ -532,6 +533,8 @@ class TripletSampler:
                 r0, r1 = int(rows[part].min()), int(rows[part].max()) + t
                 c0, c1 = int(cols[part].min()), int(cols[part].max()) + t
                 if len(part) * _WINDOW_READ_BYTES >= (r1 - r0) * (c1 - c0) * itemsize:
+                    # cut in (triplet, role) order: a sink writing to a file gets runs
+                    part = part[np.lexsort((r_idx[part], t_idx[part]))]
                     win = Window(c0, r0, c1 - c0, r1 - r0)
                     data = scene.read(win)
                     valid = self._valid(scene, info, win, data)

@@ -41,7 +41,6 @@ TRIPLETS = "triplets.npy"
 FOOTPRINTS = "footprints.gpkg"
 META = "meta.json"
 _GDAL_CACHE_BYTES = 32 * 2**20  # keeps GDAL's block cache (and so peak memory) small
-_WRITE_BUFFER_BYTES = 8 * 2**20  # pixels buffered before a sorted, coalesced write
 _FOOTPRINT_ROWS = 65536  # triplets per footprints write (appending to a GeoPackage is slow)
 
 
@@ -172,7 +171,8 @@ def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike, *, n_tripl
         raise CRSError("some scenes have a CRS and others do not; assign a CRS to every scene")
     sampler = TripletSampler(opened, tile_size, neighborhood, max_nodata=max_nodata,
                              distant_other_scene_prob=distant_other_scene_prob, aoi=aoi)
-    stats = band_statistics(opened, n_windows=32, seed=seed, max_pixels=262_144)
+    stats = band_statistics(opened, n_windows=32, window_size=128, seed=seed,
+                           max_pixels=262_144)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(out)
     tmp.mkdir()
@@ -227,7 +227,6 @@ def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet
 
             for start, pos, _ in sampler.iter_groups(n, seed, sink=sink):
                 positions[start:start + len(pos)] = pos
-            writer.flush()
             bar.update(n - bar.n)
     finally:
         os.close(fd)
@@ -242,46 +241,29 @@ def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet
 
 
 class _ScatterWriter:
-    """Buffer tiles bound for scattered slots of a file; write them sorted and coalesced."""
+    """Write tiles to their slots of the file; consecutive slots in one write.
+
+    The sampler hands over tiles sorted by (triplet, role), so an anchor and its neighbor
+    cut from the same strip usually go out in one write.
+    """
 
     def __init__(self, fd: int, header: int, tile_bytes: int) -> None:
         self.fd, self.header, self.tile_bytes = fd, header, tile_bytes
-        self.limit = max(1, _WRITE_BUFFER_BYTES // tile_bytes)
-        self.slots: list[np.ndarray] = []
-        self.tiles: list[np.ndarray] = []
-        self.pending = 0
         self.count = 0
 
     def add(self, slots: np.ndarray, tiles: np.ndarray) -> None:
-        self.slots.append(np.asarray(slots, dtype=np.int64))
-        self.tiles.append(np.ascontiguousarray(tiles))
-        self.pending += len(slots)
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots) > 1 and (np.diff(slots) <= 0).any():  # not sorted: sort (last wins)
+            order = np.lexsort((np.arange(len(slots)), slots))
+            s = slots[order]
+            order = order[np.append(s[1:] != s[:-1], True)]
+            slots, tiles = slots[order], tiles[order]
+        tiles = np.ascontiguousarray(tiles)
+        starts = np.flatnonzero(np.diff(slots, prepend=-2) != 1)
+        ends = np.append(starts[1:], len(slots))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            os.pwrite(self.fd, tiles[a:b], self.header + int(slots[a]) * self.tile_bytes)
         self.count += len(slots)
-        if self.pending >= self.limit:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        slots = np.concatenate(self.slots)
-        which = np.concatenate([np.full(len(s), i) for i, s in enumerate(self.slots)])
-        item = np.concatenate([np.arange(len(s)) for s in self.slots])
-        tiles = self.tiles
-        self.slots, self.tiles, self.pending = [], [], 0
-        # the last write of a slot wins: keep its last occurrence only
-        order = np.lexsort((np.arange(len(slots)), slots))
-        s = slots[order]
-        order = order[np.append(s[1:] != s[:-1], True)]
-        s = slots[order]
-        breaks = np.flatnonzero(np.diff(s) != 1) + 1
-        for run in np.split(order, breaks):
-            offset = self.header + int(slots[run[0]]) * self.tile_bytes
-            bufs = [tiles[which[j]][item[j]] for j in run]
-            if len(bufs) == 1:
-                os.pwrite(self.fd, bufs[0], offset)
-                continue
-            for k in range(0, len(bufs), 512):  # stay below IOV_MAX
-                os.pwritev(self.fd, bufs[k:k + 512], offset + k * self.tile_bytes)
 
 
 def _footprint_rows(sampler: TripletSampler, pos: np.ndarray, crs: Any

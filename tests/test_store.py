@@ -134,7 +134,6 @@ def test_nothing_left_on_error(tmp_path, make_raster, monkeypatch):
 
 def test_memory_does_not_grow_with_n(tmp_path, make_raster, monkeypatch):
     path = make_raster("s.tif", size=(128, 128))
-    monkeypatch.setattr(store_mod, "_WRITE_BUFFER_BYTES", 2**20)
     monkeypatch.setattr(store_mod, "_FOOTPRINT_ROWS", 512)
 
     def peak(n: int) -> int:
