@@ -298,3 +298,15 @@ def test_package_level_embed_is_callable(bordered, tmp_path):
     scene, ckpt, _, _ = bordered
     out = geoembed.embed(ckpt, [scene], tmp_path / "e.tif", stride=16, quiet=True)
     assert out == [tmp_path / "e.tif"] and out[0].exists()
+
+
+def test_bands_override_selects_the_checkpoint_bands(tmp_path):
+    data = np.random.default_rng(5).integers(1, 255, (5, 40, 40)).astype(np.uint8)
+    five = write_raster(tmp_path / "five.tif", data)
+    four = write_raster(tmp_path / "four.tif", data[1:])
+    ckpt, _, _ = make_checkpoint(tmp_path / "c.pt", tile=16)
+    a = embed(ckpt, five, tmp_path / "a.tif", bands=[2, 3, 4, 5], quiet=True)[0]
+    b = embed(ckpt, four, tmp_path / "b.tif", quiet=True)[0]
+    with rasterio.open(a) as da, rasterio.open(b) as db:
+        np.testing.assert_array_equal(da.read(), db.read())
+        assert da.tags()["bands"] == "2,3,4,5"
