@@ -44,8 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-import rasterio.shutil  # noqa: F401  (RasterWriter(cog=True) needs rasterio.shutil loaded)
 import torch
 from affine import Affine
 from rasterio.windows import Window

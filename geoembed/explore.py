@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.shutil  # noqa: F401  (RasterWriter(cog=True) needs rasterio.shutil loaded)
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
