@@ -35,6 +35,8 @@ DEFAULT_TEMPERATURE = 0.1
               help="Tile side in pixels with --scenes.  [default: 50]")
 @click.option("--neighborhood", type=click.IntRange(min=0), default=None,
               help="Max anchor-neighbor centre offset in pixels with --scenes.  [default: 100]")
+@click.option("--max-nodata", type=click.FloatRange(0, 1), default=None,
+              help="Largest nodata fraction of a sampled tile with --scenes.  [default: 0]")
 @bands_option
 @allow_no_crs_option
 @click.option("--encoder", default="tilenet", show_default=True,
@@ -76,7 +78,7 @@ DEFAULT_TEMPERATURE = 0.1
 @quiet_option
 @handle_errors
 def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplets: int | None,
-                  tile_size: int | None, neighborhood: int | None,
+                  tile_size: int | None, neighborhood: int | None, max_nodata: float | None,
                   bands: tuple[int, ...] | None, allow_no_crs: bool, encoder: str, z_dim: int,
                   base_width: int, epochs: int, batch_size: int, lr: float, beta1: float,
                   loss: str, margin: float, l2: float, temperature: float, no_augment: bool,
@@ -97,7 +99,7 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
     result = train(
         None if on_the_fly else inputs[0], out, scenes=list(inputs) if on_the_fly else None,
         n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
-        bands=bands, allow_no_crs=allow_no_crs, encoder=encoder, z_dim=z_dim,
+        max_nodata=max_nodata, bands=bands, allow_no_crs=allow_no_crs, encoder=encoder, z_dim=z_dim,
         base_width=base_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
         loss=loss, margin=margin, l2=l2, temperature=temperature, augment=not no_augment,
         workers=workers, seed=seed, device=device, amp=not no_amp, weights=weights,

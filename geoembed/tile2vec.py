@@ -152,7 +152,7 @@ def train(
     neighborhood: int | None = None,
     bands: Sequence[int] | None = None,
     allow_no_crs: bool = False,
-    max_nodata: float = 0.0,
+    max_nodata: float | None = None,
     encoder: str = "tilenet",
     z_dim: int = 512,
     base_width: int = 64,
@@ -190,7 +190,7 @@ def train(
             (default 100, the paper's).
         bands: 1-based bands of the scenes to use (on-the-fly mode; default all).
         allow_no_crs: accept scenes without a CRS (on-the-fly mode).
-        max_nodata: largest nodata share allowed in a sampled tile (on-the-fly mode).
+        max_nodata: largest nodata fraction of a sampled tile (on-the-fly mode; default 0).
         encoder: ``"tilenet"`` or a segmentation-models-pytorch encoder name.
         z_dim: embedding size.
         base_width: TileNet's first-stage width (64 in the paper; ignored by smp encoders).
@@ -268,7 +268,7 @@ def train(
 
 def _dataset(store: str | os.PathLike | None, *, scenes: Sequence | None,
              n_triplets: int | None, tile_size: int | None, neighborhood: int | None,
-             bands: Sequence[int] | None, allow_no_crs: bool, max_nodata: float,
+             bands: Sequence[int] | None, allow_no_crs: bool, max_nodata: float | None,
              augment: bool, seed: int) -> tuple[Dataset, dict, dict]:
     """The training dataset, its options (checked on resume) and its checkpoint payload."""
     from geoembed.datasets import OnTheFlyTripletDataset, TripletStoreDataset
@@ -278,7 +278,8 @@ def _dataset(store: str | os.PathLike | None, *, scenes: Sequence | None,
                          "not both and not neither")
     if store is not None:
         given = [name for name, v in (("--n-triplets", n_triplets), ("--tile-size", tile_size),
-                                      ("--neighborhood", neighborhood), ("--bands", bands))
+                                      ("--neighborhood", neighborhood), ("--bands", bands),
+                                      ("--max-nodata", max_nodata))
                  if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} only apply with --scenes; the store fixes "
@@ -298,6 +299,7 @@ def _dataset(store: str | os.PathLike | None, *, scenes: Sequence | None,
     n_triplets = DEFAULT_N_TRIPLETS if n_triplets is None else int(n_triplets)
     tile_size = DEFAULT_TILE_SIZE if tile_size is None else int(tile_size)
     neighborhood = DEFAULT_NEIGHBORHOOD if neighborhood is None else int(neighborhood)
+    max_nodata = 0.0 if max_nodata is None else float(max_nodata)
     if n_triplets < 1 or tile_size < 1 or neighborhood < 0:
         raise InputError("--n-triplets and --tile-size must be positive, --neighborhood >= 0")
     opened = open_scenes([str(s) for s in scenes], bands, allow_no_crs=allow_no_crs)

@@ -87,8 +87,8 @@ def test_bad_input_exits_2_with_one_line(store, tmp_path):
         (["train", tmp_path / "nope", "--out", tmp_path / "r"], "no triplet store"),
         (["train", store, "--out", tmp_path / "r", "--encoder", "resnet-18"],
          "unknown encoder 'resnet-18'"),
-        (["train", store, "--out", tmp_path / "r", "--tile-size", "32"],
-         "only apply with --scenes"),
+        (["train", store, "--out", tmp_path / "r", "--tile-size", "32", "--max-nodata", "0.5"],
+         "--tile-size, --max-nodata only apply with --scenes"),
         (["train", store, store, "--out", tmp_path / "r"], "one triplet STORE"),
         (["train", store, "--out", tmp_path / "r", "--resume"], "does not exist"),
         (["train", store, "--out", tmp_path / "r", "--margin", "-1"], "--margin -1.0"),
@@ -117,11 +117,13 @@ def test_bad_input_exits_2_with_one_line(store, tmp_path):
 def test_on_the_fly_scenes(tmp_path):
     out = tmp_path / "run"
     res = _run("train", "--scenes", SCENE, "--out", out, "--n-triplets", "16", "--tile-size",
-               "16", "--neighborhood", "12", "--bands", "1,2,4", "--epochs", "1", *TINY)
+               "16", "--neighborhood", "12", "--bands", "1,2,4", "--max-nodata", "0.1", "--epochs",
+               "1", *TINY)
     assert res.exit_code == 0, res.output
     ckpt = load_checkpoint(out / "checkpoint.pt", "tile2vec")
     assert ckpt["bands"] == [1, 2, 4] and ckpt["encoder"]["in_channels"] == 3
     assert ckpt["tile_size"] == 16 and ckpt["neighborhood"] == 12 and ckpt["store"] is None
+    assert ckpt["options"]["max_nodata"] == 0.1
 
 
 def test_help_and_defaults_match_the_library():
