@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.enums import MaskFlags
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NodataShadowWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError, OutputExistsError, RasterError
@@ -117,7 +118,10 @@ class Scene:
                 kwargs["out_shape"] = (len(idx), h, w)
             if boundless:
                 kwargs["boundless"] = True
-            masks = self.dataset.read_masks(idx, **kwargs)
+            with warnings.catch_warnings():
+                # GDAL's "nodata shadows alpha" note: the dataset nodata is what we want here
+                warnings.simplefilter("ignore", NodataShadowWarning)
+                masks = self.dataset.read_masks(idx, **kwargs)
             valid = np.all(masks > 0, axis=0)
         if data is not None and np.issubdtype(data.dtype, np.floating):
             valid &= np.all(np.isfinite(data), axis=0)
