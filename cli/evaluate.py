@@ -22,20 +22,24 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 @click.option("--scene", required=True, type=_PATH,
               help="The raster the labels are on (the scene the encoder embeds).")
 @click.option("--labels", type=_PATH, default=None,
-              help="Vector labels (points or polygons; any format geopandas reads, any CRS).")
-@click.option("--label-column", default=None, help="Column of --labels holding the class.")
+              help="Vector labels (points or polygons; any format geopandas reads, any CRS).  "
+                   "[required unless --labels-raster]")
+@click.option("--label-column", default=None,
+              help="Column of --labels holding the class.  [required with --labels]")
 @click.option("--labels-raster", type=_PATH, default=None,
               help="Label raster on the scene's grid (its nodata = unlabelled), instead of "
-                   "--labels.")
+                   "--labels.  [default: none]")
 @click.option("--max-labels", type=click.IntRange(min=2), default=None,
               help="Use a random subset of at most this many labels.  [default: all]")
 @click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
               help="Random points per polygon.  [default: one point inside each polygon]")
 @click.option("--checkpoint", type=_PATH, default=None,
-              help="Trained tile2vec checkpoint: embeds the tile centered on each label.")
+              help="Trained tile2vec checkpoint: embeds the tile centered on each label.  "
+                   "[default: none; with neither --checkpoint nor --embeddings only the "
+                   "baselines run]")
 @click.option("--embeddings", type=_PATH, default=None,
               help="Embedding GeoTIFF (geoembed embed) sampled at the labels, instead of "
-                   "--checkpoint.")
+                   "--checkpoint.  [default: none]")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (report.json, predictions.csv, plots).")
 @click.option("--features", default=None, metavar="NAMES",

@@ -14,7 +14,7 @@ from geoembed.cli.options import handle_errors, overwrite_option, quiet_option, 
               help="A reference location (repeatable), in --crs.")
 @click.option("--points", "points_file", type=click.Path(path_type=Path), default=None,
               help="Reference points: a vector file of points (its own CRS) or a CSV with "
-                   "x,y (or lon,lat) columns in --crs.")
+                   "x,y (or lon,lat) columns in --crs.  [default: none]")
 @click.option("--crs", default="EPSG:4326", show_default=True,
               help="CRS of --point (and of CSV points): EPSG:4326 is lon/lat; give the "
                    "raster's CRS for projected coordinates.")

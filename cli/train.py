@@ -71,7 +71,7 @@ DEFAULT_TEMPERATURE = 0.1
 @click.option("--no-amp", is_flag=True, default=False,
               help="No bf16 mixed precision on CUDA.")
 @click.option("--weights", type=click.Path(path_type=str), default=None,
-              help="Local state-dict file to start from.")
+              help="Local state-dict file to start from.  [default: none, random initialisation]")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue RUN/checkpoint.pt (weights, optimizer, epoch).")
 @overwrite_option

@@ -53,7 +53,7 @@ def weak_group() -> None:
               help="image: one class per polygon (tile), trained through a CAM; pixel: one "
                    "class per point, masked loss; dense: a full label raster.")
 @click.option("--label-column", default=None,
-              help="Vector column holding the class (image / pixel).")
+              help="Vector column holding the class.  [required with image / pixel labels]")
 @click.option("--positive", default=None, metavar="VALUE[,VALUE...]",
               help="Label value(s) of the positive class: a binary one-vs-rest model.  "
                    "[default: one class per distinct value]")
