@@ -122,7 +122,14 @@ def test_same_seed_same_triplets_and_grouping_does_not_matter(make_raster, monke
     pos = np.concatenate([g[1] for g in groups])
     assert [sampling._triplet(p) for p in pos] == [t for t, _ in first]
     np.testing.assert_array_equal(groups[0][2], np.stack([p for _, p in first]))
-    # windowed reads instead of strip reads: same result
+    # thin strips (read in a background thread), then windowed reads: same result
+    monkeypatch.setattr(sampling, "_STRIP_BYTES", 80 * 4 * 2 * 10)  # 10-row strips
+    thin = TripletSampler(open_scenes([path]), 12, 15)
+    assert thin._info[0].strip_h == 10
+    stripped = list(thin.sample(700, seed=5))
+    assert [t for t, _ in stripped] == [t for t, _ in first]
+    np.testing.assert_array_equal(np.stack([p for _, p in stripped]),
+                                  np.stack([p for _, p in first]))
     monkeypatch.setattr(sampling, "_WINDOW_READ_BYTES", 0)
     windowed = list(TripletSampler(open_scenes([path]), 12, 15).sample(700, seed=5))
     assert [t for t, _ in windowed] == [t for t, _ in first]
