@@ -18,7 +18,8 @@ CPU-sized (the defaults train in a few minutes on 2 shared cores):
 
     .venv/bin/python bench/bench_evaluate.py > bench/results/evaluate.md
 
-Trained checkpoints are cached in bench/_work/evaluate/ (``--retrain`` to redo them).
+Trained checkpoints are cached in /tmp/geoembed_bench_evaluate/ (``--work``; ``--retrain`` to
+redo them).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "bench" / "_work" / "evaluate"
+# not bench/_work: bench/bench_tile.py deletes that directory when it finishes
+WORK = Path("/tmp/geoembed_bench_evaluate")
 SAMPLE = ROOT / "sample_data"
 NAIP = ROOT.parent / "shared" / "real" / "naip"
 TEXTURE = ("cropland", "grassland", "orchard", "shrubland")
@@ -179,7 +181,7 @@ def naip_scenes() -> list[Path] | None:
         return None
     out = []
     for k, f in enumerate(files):
-        path = WORK / "naip" / f"{f.stem}.tif"
+        path = WORK / "naip_scenes" / f"{f.stem}.tif"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             arr = np.load(f)[:, :, :4].transpose(2, 0, 1).copy()
@@ -271,22 +273,26 @@ def naip_part(args) -> list[str]:
 
 
 def main() -> None:
+    global WORK
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["all", "sample", "naip"], default="all")
     p.add_argument("--tile", type=int, default=32)
     p.add_argument("--neighborhood", type=int, default=32)
     p.add_argument("--n-triplets", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--naip-triplets", type=int, default=1500)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--naip-triplets", type=int, default=1000)
     p.add_argument("--naip-epochs", type=int, default=4)
     p.add_argument("--naip-neighborhood", type=int, default=50)
     p.add_argument("--z-dim", type=int, default=64)
-    p.add_argument("--base-width", type=int, default=16)
+    p.add_argument("--base-width", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1 is fastest on a shared 2-core machine)")
     p.add_argument("--retrain", action="store_true", help="ignore cached checkpoints")
+    p.add_argument("--work", type=Path, default=WORK, help="cache / scratch directory")
     args = p.parse_args()
+    WORK = args.work
     import torch
 
     if args.threads:

@@ -480,13 +480,12 @@ def evaluate(
                 else "--checkpoint or --embeddings"
             raise InputError(f"feature set(s) {', '.join(missing)} need {need}")
         names = requested
-    if device != "cpu" and any(n in names for n in ("embedding", "random-encoder")) \
-            and checkpoint is not None:
+    torch_device: Any = "cpu"
+    if checkpoint is not None and any(n in names for n in ("embedding", "random-encoder",
+                                                           "embedding+bands")):
         from geoembed.devices import resolve_device
 
         torch_device = resolve_device(device)
-    else:
-        torch_device = "cpu"
 
     notes: list[str] = []
     scn, em = _scene_and_model(scene, checkpoint, embeddings, bands, allow_no_crs)

@@ -6,9 +6,11 @@ Every feature set describes one labelled pixel:
   value of an embedding GeoTIFF at the label).
 - ``bands``: the pixel's band values.
 - ``tile-stats``: per-band mean and standard deviation over the valid pixels of the same tile.
-- ``random-encoder``: the same architecture, untrained (fixed seed): "is training doing anything?"
+- ``random-encoder``: the same architecture, untrained (fixed seed), its BatchNorm statistics
+  estimated on unlabelled tiles of the scene: "is training doing anything?"
 - ``pca``: principal components of the flattened, normalised tile, fitted on unlabelled random
-  tiles of the scene (the unsupervised baseline of the Tile2Vec paper).
+  tiles of the scene (the unsupervised baseline of the Tile2Vec paper); as many components as
+  the embedding has dimensions, at most 64.
 - ``embedding+bands``: both concatenated.
 
 Tiles are read one window per label (never the whole scene). A tile that leaves the scene, or
@@ -174,6 +176,7 @@ def encode_batch(model: Any, norm: np.ndarray, device: Any) -> np.ndarray:
 
     from geoembed.devices import autocast_context
 
+    device = torch.device(device)
     with torch.inference_mode(), autocast_context(device):
         z = model(torch.from_numpy(np.ascontiguousarray(norm)).to(device))
     return z.float().cpu().numpy()

@@ -12,8 +12,9 @@ from geoembed.cli import cli
 from shapely.geometry import Point
 
 from tests.conftest import write_raster
-from tests.test_evaluation import (
+from tests.test_evaluation import (  # noqa: F401  (_one_thread: autouse fixture)
     BLOCK,
+    _one_thread,
     block_center_labels,
     class_layout,
     class_scene,
@@ -40,7 +41,8 @@ def test_cli_run_prints_table_and_writes_outputs(setup):
     ckpt = tiny_checkpoint(tmp / "tiny.pt", scene, tile=8)
     res = run("--scene", scene, "--labels", gpkg, "--label-column", "cls", "--checkpoint", ckpt,
               "--out", tmp / "out", "--features", "embedding,bands,random-encoder",
-              "--learning-curve", "10,all", "--repeats", "2", "--block-size", BLOCK, "--quiet")
+              "--learning-curve", "10,all", "--repeats", "2", "--block-size", BLOCK,
+              "--device", "cpu", "--quiet")
     assert res.exit_code == 0, res.output
     assert "| feature set | classifier | cv | accuracy | macro-F1 |" in res.output
     assert "| bands | logreg | spatial | 1.000 | 1.000 |" in res.output

@@ -25,6 +25,19 @@ BLOCK = 16  # class blocks of the constructed scenes
 
 # ----------------------------------------------------------------------------- helpers
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models and matrices: one thread is faster than two on a busy shared CPU."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(before)
+
+
 def tiny_checkpoint(path: Path, scene_path: Path, tile: int = 8, z_dim: int = 8,
                     seed: int = 1) -> Path:
     """A tile2vec checkpoint with an untrained tiny TileNet (what `geoembed train` writes)."""
@@ -174,7 +187,7 @@ def sample_run(tmp_path_factory):
     pts.to_file(tmp / "pts.gpkg")  # still EPSG:4326
     res = evaluate(SAMPLE / "scene.tif", tmp / "out", labels=tmp / "pts.gpkg",
                    label_column="class", checkpoint=ckpt, cv="both", pca_tiles=64,
-                   learning_curve_sizes="20,all", repeats=2, quiet=True)
+                   learning_curve_sizes="20,all", repeats=1, device="cpu", quiet=True)
     return res, pts
 
 
@@ -268,6 +281,27 @@ def test_class_with_fewer_labels_than_folds_is_left_out(tmp_path):
     assert any("rare (2)" in w for w in rep["warnings"])
     assert rep["n_labels"] == 60 and "rare" not in rep["results"][0]["class_order"]
     assert [c["in_cv"] for c in rep["classes"] if c["name"] == "rare"] == [False]
+
+
+def test_polygons_with_polygon_samples(tmp_path):
+    from shapely.geometry import box
+
+    scene_path = class_scene(tmp_path)
+    scene = open_scene(scene_path)
+    cls = class_layout()
+    polys, names = [], []
+    for bi in range(0, 96, BLOCK):
+        for bj in range(0, 96, BLOCK):
+            x0, y0 = scene.transform @ (bj + 2, bi + 2)
+            x1, y1 = scene.transform @ (bj + BLOCK - 2, bi + BLOCK - 2)
+            polys.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+            names.append(f"c{cls[bi, bj]}")
+    gdf = gpd.GeoDataFrame({"cls": names}, geometry=polys, crs=scene.crs).to_crs("EPSG:3857")
+    res = evaluate(scene_path, tmp_path / "out", labels=gdf, label_column="cls",
+                   polygon_samples=5, features="bands", block_size=BLOCK,
+                   learning_curve_sizes="none", quiet=True, plots=False)
+    assert res.report["n_input"] == 36 * 5 and res.report["n_labels"] == 180
+    assert res.rows[0]["accuracy"] == 1.0
 
 
 # ----------------------------------------------------------------------------- embedding rasters
