@@ -23,8 +23,9 @@ For N labelled tiles (a nested random subset of the pool: N = 25, 100, 400) it t
 Each U-Net is then run over the held-out scene with ``geoembed.segment`` (windows of 256 px,
 stride 192, blended). CPU-sized configuration: resnet18 encoder of depth 3, decoder widths
 (32, 16, 8), tiles of 50 (image) / 32 (pixel, dense), batch 32, Adam 1e-3, and a budget of
-tile visits per run (epochs = budget / N, clipped), 1 torch thread (fastest on a shared
-2-core machine).
+tile visits per run (epochs = budget / items per epoch, clipped to 6-40): image 2400, pixel
+7200 (a 32 px tile costs about a third of a 50 px one, which is padded to 56), dense 2400;
+1 torch thread (fastest on a shared 2-core machine).
 
     .venv/bin/python bench/bench_weak.py > bench/results/weak.md
 """
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=WORK, help="work directory (cached data)")
     ap.add_argument("--budget-image", type=int, default=2400,
                     help="tile visits per image-label run (epochs = budget / N)")
-    ap.add_argument("--budget-pixel", type=int, default=3200)
+    ap.add_argument("--budget-pixel", type=int, default=7200)
     ap.add_argument("--budget-dense", type=int, default=2400)
     ap.add_argument("--max-epochs", type=int, default=40)
     ap.add_argument("--min-epochs", type=int, default=6)

@@ -37,18 +37,20 @@ def _parse_map(value: str | None) -> dict[str, str] | None:
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="Windows per forward pass.")
 @click.option("--probabilities", is_flag=True, default=False,
-              help="Also write OUT_probabilities.tif: float32, one band per class.")
+              help="Also write NAME_probabilities.tif next to NAME.tif (--out): float32, one "
+                   "band per class.")
 @click.option("--reference", type=click.Path(path_type=str), default=None,
               help="Reference class raster on the scene's grid: write a JSON report of pixel "
-                   "accuracy, per-class precision / recall / F1 / IoU.")
+                   "accuracy, per-class precision / recall / F1 / IoU.  [default: none, no report]")
 @click.option("--reference-positive", default=None, metavar="VALUE[,VALUE...]",
               help="Binary models: reference values that count as the positive class (e.g. the "
-                   "crop class ids); every other valid value is negative.")
+                   "crop class ids); every other valid value is negative.  [default: the "
+                   "checkpoint's positive values, else values equal to the label values]")
 @click.option("--reference-map", default=None, metavar="VALUE=CLASS,...",
               help="Reference value -> model class (name or 0-based code); other values are "
                    "not scored.  [default: reference values equal to the label values]")
 @click.option("--report", type=click.Path(path_type=str), default=None,
-              help="JSON report path.  [default: OUT_report.json]")
+              help="JSON report path.  [default: NAME_report.json next to NAME.tif]")
 @device_option
 @click.option("--no-amp", is_flag=True, default=False, help="No bf16 mixed precision on CUDA.")
 @allow_no_crs_option
