@@ -169,6 +169,9 @@ class TripletSampler:
             raise InputError("the AOI does not overlap the valid area of any scene")
         self._hr = np.array([i.hr for i in self._info], dtype=np.int64)
         self._wr = np.array([i.wr for i in self._info], dtype=np.int64)
+        self._uniform_any = np.array([i.cum_any is None for i in self._info])
+        self._uniform_anchor = np.array([i.cum_anchor is None for i in self._info])
+        self._cum_area = np.cumsum(self._area_any)
         if len(self.scenes) == 1:
             info = self._info[0]
             if (info.hr - 1) ** 2 + (info.wr - 1) ** 2 <= self.neighborhood ** 2:
@@ -405,6 +408,11 @@ class TripletSampler:
         """Uniform top-left positions over the proposal cells of each scene in ``s``."""
         rows = np.zeros(len(s), dtype=np.int64)
         cols = np.zeros(len(s), dtype=np.int64)
+        if not len(s):
+            return rows, cols
+        uniform = self._uniform_anchor if anchor else self._uniform_any
+        if uniform[s].all():  # no coverage map: one vectorised draw for every scene
+            return rng.integers(0, self._hr[s]), rng.integers(0, self._wr[s])
         for si in np.unique(s):
             sel = np.flatnonzero(s == si)
             info = self._info[si]
@@ -507,13 +515,12 @@ class TripletSampler:
 
     def _other_scene(self, rng: np.random.Generator, sa: np.ndarray) -> np.ndarray:
         """A scene other than ``sa`` for each entry, in proportion to valid area."""
-        out = np.empty(len(sa), dtype=np.int64)
-        for si in np.unique(sa):
-            sel = np.flatnonzero(sa == si)
-            w = self._area_any.copy()
-            w[si] = 0.0
-            out[sel] = rng.choice(len(w), size=len(sel), p=w / w.sum())
-        return out
+        w, cum = self._area_any, self._cum_area
+        # uniform over the total area minus the anchor scene's, skipping that scene's interval
+        u = rng.random(len(sa)) * (cum[-1] - w[sa])
+        u = np.where(u >= cum[sa] - w[sa], u + w[sa], u)
+        j = np.minimum(np.searchsorted(cum, u, side="right"), len(w) - 1)
+        return np.where(j == sa, (sa + 1) % len(w), j)  # float rounding at the boundary
 
     # ------------------------------------------------------------------ reading
 
@@ -533,13 +540,13 @@ class TripletSampler:
                 r0, r1 = int(rows[part].min()), int(rows[part].max()) + t
                 c0, c1 = int(cols[part].min()), int(cols[part].max()) + t
                 if len(part) * _WINDOW_READ_BYTES >= (r1 - r0) * (c1 - c0) * itemsize:
-                    # cut in (triplet, role) order: a sink writing to a file gets runs
-                    part = part[np.lexsort((r_idx[part], t_idx[part]))]
                     win = Window(c0, r0, c1 - c0, r1 - r0)
                     data = scene.read(win)
                     valid = self._valid(scene, info, win, data)
                     for b in range(0, len(part), _BATCH):
-                        idx = part[b:b + _BATCH]
+                        idx = part[b:b + _BATCH]  # nearby rows (memory locality)
+                        # sorted by (triplet, role): a sink writing to a file gets runs
+                        idx = idx[np.lexsort((r_idx[idx], t_idx[idx]))]
                         rr, cc = rows[idx] - r0, cols[idx] - c0
                         tiles = sliding_window_view(data, (t, t), axis=(1, 2)
                                                     ).transpose(1, 2, 0, 3, 4)[rr, cc]
