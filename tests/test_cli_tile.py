@@ -112,13 +112,3 @@ def test_allow_no_crs(tmp_path, make_raster):
     assert res.exit_code == 0, res.output
     assert json.loads((out / "meta.json").read_text())["footprints_crs"] is None
 
-
-def test_demo_quick(tmp_path):
-    out = tmp_path / "demo"
-    res = run("demo", "--out", out, "--quick", "--quiet")
-    assert res.exit_code == 0, res.output
-    assert str(out / "triplets") in res.output
-    arr = np.load(out / "triplets" / "triplets.npy", mmap_mode="r")
-    assert arr.shape[1:] == (3, 4, 32, 32) and arr.shape[0] > 0
-    res = run("demo", "--out", out, "--quick", "--quiet")
-    assert res.exit_code == 2 and "exists" in res.stderr
