@@ -9,7 +9,7 @@ footprints GeoPackage, metadata).
 
 Cases (from the issue): (a) one 8192 x 8192 x 4 uint8 GeoTIFF, 20,000 triplets of 50 x 50 px;
 (b) 32 scenes of 2048 x 2048 x 4, 20,000 triplets. Inputs are tiled (256 px) GeoTIFFs
-(``--compress deflate`` or ``none``) with smooth synthetic content, written to bench/_work/
+(``--compress deflate`` or ``none``) with smooth synthetic content, written to bench/_work/tile/
 and removed at the end. Each method runs in its own subprocess: peak RSS is that process's
 VmHWM (imports included; ru_maxrss would also count the parent's peak), time is the sampling
 call alone (imports excluded). Both run with GDAL_CACHEMAX = 32 MiB, so that GDAL's block
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "bench" / "_work"
+WORK = ROOT / "bench" / "_work" / "tile"  # only ours: other benches keep caches in _work
 GDAL_CACHE = str(32 * 2**20)
 
 

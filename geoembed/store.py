@@ -8,9 +8,11 @@ A store is a directory holding:
   ``role`` (anchor / neighbor / distant), ``scene`` (index into ``meta["scenes"]``), ``row``,
   ``col`` (pixel offset of the window's top-left corner) and the window's footprint polygon.
   Footprints are in the first scene's CRS (``meta["footprints_crs"]``): footprints of scenes
-  in another CRS are reprojected to it;
+  in another CRS are reprojected to it (vertex by vertex). The GeoPackage is written with
+  SQLite directly (no spatial index; GDAL, geopandas and QGIS read it as usual);
 - ``meta.json``: tile size, neighborhood, bands, band statistics, scenes (path, CRS,
-  transform, size, nodata), seed, sampler options and the geoembed version.
+  transform, size, nodata - ``"nan"`` for NaN), seed, sampler options and the geoembed
+  version. With ``max_nodata > 0`` tiles may hold nodata pixels (the scene's nodata value).
 
 The store is written streaming (pixels go straight to the file at their offset, memory does
 not grow with N or with scene size) into a temporary directory renamed into place at the end.

@@ -202,3 +202,25 @@ def test_footprints_geopackage_crs(tmp_path, crs):
         left, bottom, right, top = rasterio.windows.bounds(Window(rec.col, rec.row, 8, 8),
                                                            ds.transform)
     assert fp.geometry.iloc[7].bounds == pytest.approx((left, bottom, right, top))
+
+
+def test_footprints_written_in_several_appends(tmp_path, make_raster, monkeypatch):
+    monkeypatch.setattr(store_mod, "_FOOTPRINT_ROWS", 7)
+    path = make_raster("s.tif", size=(48, 48))
+    st = tile([path], tmp_path / "st", n_triplets=20, tile_size=8, neighborhood=8, quiet=True)
+    fp = st.footprints()
+    assert len(fp) == 60
+    assert fp.triplet.tolist() == np.repeat(np.arange(20), 3).tolist()
+    assert fp.role.tolist() == ["anchor", "neighbor", "distant"] * 20
+    pos = fp[["row", "col"]].to_numpy()
+    with rasterio.open(path) as ds:
+        for i in (0, 29, 59):
+            left, bottom, right, top = rasterio.windows.bounds(
+                Window(int(pos[i, 1]), int(pos[i, 0]), 8, 8), ds.transform)
+            assert fp.geometry.iloc[i].bounds == pytest.approx((left, bottom, right, top))
+    # the layer extent recorded in gpkg_contents covers every footprint
+    import sqlite3
+
+    with sqlite3.connect(st.footprints_path) as con:
+        ext = con.execute("SELECT min_x, min_y, max_x, max_y FROM gpkg_contents").fetchone()
+    assert ext == pytest.approx(tuple(fp.total_bounds))
