@@ -428,8 +428,9 @@ def format_summary(result: DemoResult) -> str:
         f"| tile | {m['tile']['n_triplets']} triplets, {m['tile']['tile_size']} px tiles, "
         f"neighborhood {m['tile']['neighborhood']} px | {files('triplets')}/ | "
         f"{sec['tile']:.0f} |",
-        f"| train | TileNet, {_plural(tr['epochs'], 'epoch')}: triplet loss {tr['first_loss']:.2f} -> "
-        f"{tr['final_loss']:.2f}; d(a,n) {tr['d_an']:.2f} vs d(a,d) {tr['d_ad']:.2f} | "
+        f"| train | TileNet, {_plural(tr['epochs'], 'epoch')}: triplet loss "
+        f"{tr['first_loss']:.2f} -> {tr['final_loss']:.2f}; d(a,n) {tr['d_an']:.2f} vs "
+        f"d(a,d) {tr['d_ad']:.2f} | "
         f"{files('checkpoint', 'metrics_csv', 'loss_plot')} | {sec['train']:.0f} |",
         f"| embed | {em['bands']} bands x {em['width']} x {em['height']} px ({em['dtype']}, "
         f"stride {em['stride']} px) | {files('embeddings')} | {sec['embed']:.0f} |",
@@ -550,17 +551,18 @@ def plot_overview(demo_dir: str | os.PathLike, path: str | os.PathLike,
                   data: str | os.PathLike | None = None, dpi: int = 80) -> Path:
     """One PNG of the demo: scene, true land cover, PCA preview, similarity to cropland,
     and the single-pixel-label crop map against the truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import rasterio
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
+    from matplotlib.image import imread
     from matplotlib.patches import Patch
+
+    from geoembed.raster import replace_path, temporary_sibling
 
     demo_dir, data = Path(demo_dir), Path(data or sample_data_dir())
     rgb, extent = scene_rgb(data / "scene.tif")
     names, colors = class_colors(data)
-    fig, axes = plt.subplots(1, 5, figsize=(20, 4.6))
+    fig = Figure(figsize=(20, 4.6))
+    axes = fig.subplots(1, 5)
     axes[0].imshow(rgb, extent=extent)
     axes[0].set_title("scene (RGB)")
     axes[1].imshow(landcover_rgb(data / "landcover.tif", data), extent=extent)
@@ -568,7 +570,7 @@ def plot_overview(demo_dir: str | os.PathLike, path: str | os.PathLike,
     axes[1].legend(handles=[Patch(color=c, label=n) for n, c in zip(names, colors,
                                                                     strict=True)],
                    fontsize=7, loc="lower left", framealpha=0.8)
-    axes[2].imshow(plt.imread(demo_dir / "preview.png"), extent=_extent(
+    axes[2].imshow(imread(demo_dir / "preview.png"), extent=_extent(
         demo_dir / "embeddings.tif"))
     axes[2].set_title("embedding, PCA as RGB")
     with rasterio.open(demo_dir / "similarity.tif") as ds:
@@ -592,8 +594,12 @@ def plot_overview(demo_dir: str | os.PathLike, path: str | os.PathLike,
         ax.set_ylim(extent[2], extent[3])
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    tmp = temporary_sibling(path)
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png")
+        replace_path(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -682,13 +682,11 @@ def write_predictions(path: Path, rows: np.ndarray, cols: np.ndarray, x: np.ndar
 
 def plot_learning_curves(path: Path, results: Sequence[dict]) -> None:
     """Accuracy and macro-F1 (mean +- std) against training labels, one column per CV scheme."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
     schemes = list(dict.fromkeys(r["cv"] for r in results))
-    fig, axes = plt.subplots(2, len(schemes), figsize=(6 * len(schemes), 8), squeeze=False)
+    fig = Figure(figsize=(6 * len(schemes), 8))
+    axes = fig.subplots(2, len(schemes), squeeze=False)
     for j, scheme in enumerate(schemes):
         for r in (r for r in results if r["cv"] == scheme and r["learning_curve"]):
             lc = r["learning_curve"]
@@ -713,21 +711,18 @@ def plot_learning_curves(path: Path, results: Sequence[dict]) -> None:
                             transform=axes[0, j].transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_confusion(path: Path, row: dict) -> None:
     """Row-normalised confusion matrix of one result row, with counts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
     cm = np.asarray(row["confusion_matrix"], dtype=float)
     names = row["class_order"]
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.6 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
@@ -742,7 +737,6 @@ def plot_confusion(path: Path, row: dict) -> None:
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 __all__ = ["CLASSIFIERS", "CV_SCHEMES", "FEATURE_SETS", "EvaluationResult", "cross_val_predict",

@@ -327,13 +327,12 @@ def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a bare Figure (no pyplot): leaves the user's backend alone (e.g. inline in notebooks)
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    fig = Figure(figsize=(5, 3.2), dpi=100)
+    ax = fig.subplots()
     ax.plot(epochs, [r["loss"] for r in history], marker="o")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
@@ -341,7 +340,6 @@ def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp)
-    plt.close(fig)
     os.replace(tmp, path)
 
 
