@@ -51,9 +51,12 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run6(store, tmp_path_factory):
     """A 6-epoch run (6 steps per epoch), shared by the loss and checkpoint tests."""
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("t2v") / "run6"
-    return train(store, out, epochs=6, **RUN6)
+    try:
+        return train(store, tmp_path_factory.mktemp("t2v") / "run6", epochs=6, **RUN6)
+    finally:
+        torch.set_num_threads(n)
 
 
 def _copy_run(run6, tmp_path: Path) -> Path:
