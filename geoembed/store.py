@@ -25,7 +25,6 @@ import json
 import math
 import os
 import shutil
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,27 +295,155 @@ def _footprint_rows(sampler: TripletSampler, pos: np.ndarray, crs: Any
 
 def _append_footprints(path: Path, sampler: TripletSampler, start: int, pos: np.ndarray,
                        crs: Any, first: bool) -> None:
-    """Append one row per tile of ``pos`` (k, 3, 3) to the footprints GeoPackage.
-
-    Written with pyogrio's array-level writer (GDAL's GeoPackage driver, spatial index
-    included), one call per chunk of triplets, so memory does not grow with N.
-    """
-    import pyogrio.raw
-    import shapely
-
+    """Append one row per tile of ``pos`` (k, 3, 3) to the footprints GeoPackage."""
     rings, flat = _footprint_rows(sampler, pos, crs)
     k = len(pos)
-    triplet = np.repeat(np.arange(start, start + k, dtype=np.int64), 3)
-    role = np.asarray(ROLES, dtype=object)[np.tile(np.arange(3), k)]
-    geometry = shapely.to_wkb(shapely.polygons(rings))
-    with warnings.catch_warnings():  # scenes without CRS were allowed explicitly
-        warnings.filterwarnings("ignore", message="'crs' was not provided")
-        pyogrio.raw.write(
-            str(path), geometry, [triplet, role, flat[:, 0], flat[:, 1], flat[:, 2]],
-            ["triplet", "role", "scene", "row", "col"], layer="footprints", driver="GPKG",
-            geometry_type="Polygon", crs=crs.to_wkt() if crs is not None else None,
-            append=not first,
+    triplet = np.repeat(np.arange(start, start + k), 3)
+    role = np.tile(np.arange(3), k)
+    with _GeoPackageWriter(path, "footprints", crs, create=first) as gpkg:
+        gpkg.add(rings, triplet, role, flat[:, 0], flat[:, 1], flat[:, 2])
+
+
+class _GeoPackageWriter:
+    """A minimal GeoPackage (OGC 12-128r18) writer for one polygon layer of footprints.
+
+    GDAL's GeoPackage driver writes a feature at a time (over a second per 60,000 rows
+    here, about as long as sampling them) and pyogrio pulls pandas and geopandas in; this
+    writes the same tables with SQLite directly: the required metadata tables, the feature
+    table, and standard GeoPackage geometry blobs (header with envelope + little-endian
+    WKB). No spatial index (GDAL and QGIS read the layer without one).
+    """
+
+    _COLUMNS = ("triplet", "role", "scene", "row", "col")
+    # GeoPackage binary header + WKB polygon with one ring of 5 points
+    _BLOB = np.dtype([
+        ("magic", "S2"), ("version", "u1"), ("flags", "u1"), ("srs_id", "<i4"),
+        ("envelope", "<f8", (4,)),
+        ("byte_order", "u1"), ("wkb_type", "<u4"), ("n_rings", "<u4"), ("n_points", "<u4"),
+        ("coords", "<f8", (5, 2)),
+    ])
+
+    def __init__(self, path: Path, layer: str, crs: Any, *, create: bool) -> None:
+        import sqlite3
+
+        self.path, self.layer = path, layer
+        self.con = sqlite3.connect(path, isolation_level=None)
+        self.con.execute("PRAGMA synchronous = OFF")
+        self.con.execute("BEGIN")
+        self.srs_id = self._srs_id(crs)
+        if create:
+            self._create(crs)
+        self.extent = np.array([np.inf, np.inf, -np.inf, -np.inf])
+
+    def _srs_id(self, crs: Any) -> int:
+        if crs is None:
+            return 99_999  # GDAL's convention for a layer without CRS
+        epsg = crs.to_epsg()
+        return int(epsg) if epsg else 100_000  # a custom CRS (WKT in gpkg_spatial_ref_sys)
+
+    def _create(self, crs: Any) -> None:
+        from rasterio.crs import CRS
+
+        c = self.con
+        c.execute("PRAGMA application_id = 1196444487")  # "GPKG"
+        c.execute("PRAGMA user_version = 10300")
+        c.execute(
+            "CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER "
+            "PRIMARY KEY, organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT "
+            "NULL, definition TEXT NOT NULL, description TEXT)"
         )
+        srs = [
+            ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", "undefined cartesian"),
+            ("Undefined geographic SRS", 0, "NONE", 0, "undefined", "undefined geographic"),
+            ("WGS 84 geodetic", 4326, "EPSG", 4326, CRS.from_epsg(4326).to_wkt(),
+             "longitude/latitude coordinates in decimal degrees on the WGS 84 spheroid"),
+        ]
+        if self.srs_id == 99_999:
+            srs.append(("Undefined SRS", 99_999, "GDAL", 99_999,
+                        'LOCAL_CS["Undefined SRS",LOCAL_DATUM["unknown",32767],'
+                        'UNIT["unknown",0],AXIS["Easting",EAST],AXIS["Northing",NORTH]]',
+                        "Custom undefined coordinate reference system"))
+        elif self.srs_id not in (-1, 0, 4326):
+            org = "EPSG" if self.srs_id < 100_000 else "NONE"
+            name = crs.to_dict().get("proj", "custom") if org == "NONE" else f"EPSG:{self.srs_id}"
+            srs.append((str(name), self.srs_id, org, self.srs_id, crs.to_wkt(), None))
+        c.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", srs)
+        c.execute(
+            "CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT "
+            "NOT NULL, identifier TEXT UNIQUE, description TEXT DEFAULT '', last_change "
+            "DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')), min_x DOUBLE, "
+            "min_y DOUBLE, max_x DOUBLE, max_y DOUBLE, srs_id INTEGER, CONSTRAINT "
+            "fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id))"
+        )
+        c.execute(
+            "CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL, column_name TEXT "
+            "NOT NULL, geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL, z TINYINT "
+            "NOT NULL, m TINYINT NOT NULL, CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, "
+            "column_name), CONSTRAINT uk_gc_table_name UNIQUE (table_name), CONSTRAINT "
+            "fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name), "
+            "CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys "
+            "(srs_id))"
+        )
+        c.execute(
+            f'CREATE TABLE "{self.layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
+            'geom POLYGON, triplet INTEGER, role TEXT, scene INTEGER, "row" INTEGER, '
+            '"col" INTEGER)'
+        )
+        c.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) "
+                  "VALUES (?, 'features', ?, ?)", (self.layer, self.layer, self.srs_id))
+        c.execute("INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POLYGON', ?, 0, 0)",
+                  (self.layer, self.srs_id))
+
+    def add(self, rings: np.ndarray, triplet: np.ndarray, role: np.ndarray,
+            scene: np.ndarray, row: np.ndarray, col: np.ndarray) -> None:
+        n = len(rings)
+        blob = np.zeros(n, dtype=self._BLOB)
+        blob["magic"] = b"GP"
+        blob["flags"] = 0b011  # little-endian header, envelope [minx, maxx, miny, maxy]
+        blob["srs_id"] = self.srs_id
+        lo, hi = rings.min(axis=1), rings.max(axis=1)
+        blob["envelope"] = np.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=1)
+        blob["byte_order"] = 1
+        blob["wkb_type"] = 3  # Polygon
+        blob["n_rings"] = 1
+        blob["n_points"] = 5
+        blob["coords"] = rings
+        if n:
+            self.extent = np.concatenate([np.minimum(self.extent[:2], lo.min(axis=0)),
+                                          np.maximum(self.extent[2:], hi.max(axis=0))])
+        size = self._BLOB.itemsize
+        raw = memoryview(blob.tobytes())
+        names = np.asarray(ROLES, dtype=object)[role]
+        self.con.executemany(
+            f'INSERT INTO "{self.layer}" (geom, triplet, role, scene, "row", "col") '
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            zip((raw[i * size:(i + 1) * size] for i in range(n)), triplet.tolist(),
+                names.tolist(), scene.tolist(), row.tolist(), col.tolist(), strict=True),
+        )
+
+    def __enter__(self) -> _GeoPackageWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                old = self.con.execute(
+                    "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?",
+                    (self.layer,)).fetchone()
+                ext = self.extent
+                if old and old[0] is not None:
+                    ext = np.concatenate([np.minimum(ext[:2], old[:2]),
+                                          np.maximum(ext[2:], old[2:])])
+                if np.isfinite(ext).all():
+                    self.con.execute(
+                        "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ?, "
+                        "last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') "
+                        "WHERE table_name = ?", (*map(float, ext), self.layer))
+                self.con.execute("COMMIT")
+            else:
+                self.con.execute("ROLLBACK")
+        finally:
+            self.con.close()
 
 
 def crs_string(crs: Any) -> str | None:
