@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from geoembed.cli.options import device_option, handle_errors, overwrite_option, quiet_option
+from geoembed.cli.options import device_option, handle_errors
 
 
 @click.command("demo")
@@ -15,8 +15,11 @@ from geoembed.cli.options import device_option, handle_errors, overwrite_option,
               help="Tiny settings that run every step in about a minute (results are not "
                    "meaningful; for tests and a first look).")
 @device_option
-@overwrite_option
-@quiet_option
+@click.option("--overwrite", is_flag=True, default=False,
+              help="Replace a previous demo directory (a directory that is not one is never "
+                   "deleted).")
+@click.option("--quiet", "-q", is_flag=True, default=False,
+              help="No progress bars or step lines: print only the summary.")
 @handle_errors
 def demo_command(out: Path, quick: bool, device: str, overwrite: bool, quiet: bool) -> None:
     """Run the whole pipeline on the bundled sample data (sample_data/).

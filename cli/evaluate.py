@@ -88,10 +88,10 @@ def evaluate_command(scene: Path, labels: Path | None, label_column: str | None,
     forest, under spatially blocked (and/or random) cross-validation. Writes report.json,
     predictions.csv, learning_curve.png and confusion.png to --out and prints a table.
 
+    \b
     Example:
-
-        geoembed evaluate --scene scene.tif --labels points.gpkg --label-column class
-        --checkpoint run/checkpoint.pt --out eval --cv both
+      geoembed evaluate --scene scene.tif --labels points.gpkg --label-column class \\
+          --checkpoint run/checkpoint.pt --out eval --cv both
     """
     from geoembed.evaluation import evaluate
 
