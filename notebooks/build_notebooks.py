@@ -718,13 +718,33 @@ def build(name: str) -> nbformat.NotebookNode:
 
 
 def execute(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 900) -> float:
-    """Run every cell with the current interpreter's ``python3`` kernel; return seconds."""
+    """Run every cell with a ``python3`` kernel of the current interpreter; return seconds."""
+    import json
+    import os
+    import tempfile
+
     from nbclient import NotebookClient
 
-    t0 = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(cwd)}}).execute()
-    return time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as root:
+        # a kernelspec for this interpreter, first on JUPYTER_PATH (a user-level "python3"
+        # kernelspec for another Python must not run the notebooks)
+        spec = Path(root) / "kernels" / "python3"
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python 3", "language": "python"}))
+        old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = root
+        try:
+            t0 = time.perf_counter()
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(cwd)}}).execute()
+            return time.perf_counter() - t0
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
 
 
 def main(argv: list[str] | None = None) -> int:

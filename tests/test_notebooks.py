@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,22 @@ def test_committed_notebooks_match_the_builder_and_keep_outputs():
         assert not errors, f"{name} was committed with an error output"
 
 
+def _pin_kernel_to_this_python(root, monkeypatch) -> None:
+    """A ``python3`` kernelspec running this interpreter, first on JUPYTER_PATH (so that a
+    user-level ``python3`` kernelspec for another Python cannot take over)."""
+    spec = root / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (geoembed tests)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
+    _pin_kernel_to_this_python(tmp_path / "jupyter", monkeypatch)
     monkeypatch.setenv("GEOEMBED_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     shutil.copy(NOTEBOOKS / name, tmp_path / name)
