@@ -27,14 +27,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from geoembed.errors import CheckpointError, InputError, OutputExistsError
+from geoembed.errors import InputError
 from geoembed.losses import DEFAULT_L2, DEFAULT_MARGIN, DEFAULT_TEMPERATURE, LOSSES, Tile2VecLoss
 from geoembed.training import (
-    CHECKPOINT_NAME,
-    METRICS_NAME,
-    PLOT_NAME,
     FitResult,
     StepOutput,
+    check_run_dir,
+    clear_run,
     fit,
     seed_everything,
 )
@@ -102,31 +101,6 @@ def _check_tile_fits(model: nn.Module, name: str, in_channels: int, tile_size: i
                          "use larger tiles or another encoder") from None
     finally:
         model.train(was_training)
-
-
-def _is_main_rank() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
-
-
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; --out needs a run directory")
-    if resume:
-        if not (out / CHECKPOINT_NAME).is_file():
-            raise CheckpointError(f"--resume: {out / CHECKPOINT_NAME} does not exist; "
-                                  "start without --resume")
-        return
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{out} exists; pass --overwrite to replace its run, or "
-                                    "--resume to continue it")
-
-
-def _clear_run(out: Path) -> None:
-    """Remove a previous run's files (``--overwrite``; other files in ``out`` stay)."""
-    if _is_main_rank():
-        for name in (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME):
-            (out / name).unlink(missing_ok=True)
 
 
 def _check_numbers(**values: float) -> None:
@@ -227,12 +201,10 @@ def train(
     _check_numbers(z_dim=z_dim, base_width=base_width, epochs=epochs, batch_size=batch_size,
                    lr=lr, beta1=beta1, margin=margin, l2=l2, temperature=temperature,
                    workers=workers)
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
     _check_encoder(encoder)
     resolve_device(device)  # DeviceError before any work
     out = Path(out)
-    _prepare_out(out, resume, overwrite)
+    check_run_dir(out, resume, overwrite)
 
     dataset, data_options, data_payload = _dataset(
         store, scenes=scenes, n_triplets=n_triplets, tile_size=tile_size,
@@ -258,7 +230,7 @@ def train(
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }
     if overwrite:  # only now that everything is checked
-        _clear_run(out)
+        clear_run(out)
     return fit(model, dataset, TripletStep(objective), out_dir=out, kind=KIND, payload=payload,
                options=options, epochs=epochs, batch_size=batch_size, lr=lr,
                betas=(float(beta1), 0.999), workers=workers, seed=seed, device=device,

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from geoembed.checkpoint import load_checkpoint, save_checkpoint
 from geoembed.devices import autocast_context, resolve_device
-from geoembed.errors import CheckpointError, InputError
+from geoembed.errors import CheckpointError, InputError, OutputExistsError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
@@ -67,6 +67,35 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on rank 0 under it (the process that writes files)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+
+
+def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a run directory that cannot be used: a file, ``--resume`` without a
+    checkpoint, or an existing run without ``--overwrite`` (nothing is deleted here)."""
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file; --out needs a run directory")
+    if resume:
+        if not (out / CHECKPOINT_NAME).is_file():
+            raise CheckpointError(f"--resume: {out / CHECKPOINT_NAME} does not exist; "
+                                  "start without --resume")
+        return
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace its run, or "
+                                "--resume to continue it")
+
+
+def clear_run(out: Path) -> None:
+    """Remove a previous run's files for ``--overwrite`` (other files in ``out`` stay)."""
+    if is_main_process():
+        for name in (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME):
+            (out / name).unlink(missing_ok=True)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from torch import nn
 
 from geoembed.checkpoint import load_checkpoint, save_checkpoint
 from geoembed.devices import resolve_device
-from geoembed.errors import CheckpointError, InputError, LabelError, OutputExistsError
+from geoembed.errors import InputError, LabelError
 from geoembed.labels import (
     read_vector,
     require_column,
@@ -62,11 +62,11 @@ from geoembed.segment import (
     value_key,
 )
 from geoembed.training import (
-    CHECKPOINT_NAME,
-    METRICS_NAME,
-    PLOT_NAME,
     StepOutput,
+    check_run_dir,
+    clear_run,
     fit,
+    is_main_process,
     seed_everything,
 )
 from geoembed.weak_data import (
@@ -525,27 +525,6 @@ class WeakTrainResult:
     extra: dict = field(default_factory=dict)
 
 
-def _is_main_rank() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
-
-
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; --out needs a run directory")
-    if resume:
-        if not (out / CHECKPOINT_NAME).is_file():
-            raise CheckpointError(f"--resume: {out / CHECKPOINT_NAME} does not exist; "
-                                  "start without --resume")
-        return
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{out} exists; pass --overwrite to replace its run, or "
-                                    "--resume to continue it")
-        if _is_main_rank():
-            for name in (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME):
-                (out / name).unlink(missing_ok=True)
-
-
 def _check_numbers(**values: float) -> None:
     for key, value in values.items():
         low = 0 if key == "workers" else 1
@@ -610,8 +589,6 @@ def weak_train(
     """
     if label_type not in LABEL_TYPES:
         raise InputError(f"--label-type {label_type!r}: use one of {', '.join(LABEL_TYPES)}")
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
     epochs = DEFAULT_EPOCHS[label_type] if epochs is None else epochs
     _check_numbers(tile_size=tile_size, epochs=epochs, batch_size=batch_size,
                    encoder_depth=encoder_depth, max_labels=max_labels, workers=workers)
@@ -627,7 +604,9 @@ def weak_train(
             raise InputError(f"--tile-size {tile_size} is larger than {s.name} "
                              f"({s.width}x{s.height} px)")
     out = Path(out)
-    _prepare_out(out, resume, overwrite)
+    check_run_dir(out, resume, overwrite)
+    if overwrite:
+        clear_run(out)
     resolve_device(device)  # fail early on an absent device
 
     stats = band_statistics(scene_list, seed=seed)
@@ -686,7 +665,7 @@ def weak_train(
                  workers=workers, seed=seed, device=device, amp=amp, resume=resume,
                  quiet=quiet, throughput_name="tiles_per_s")
     threshold = accuracy = None
-    if label_type == "image" and binary and _is_main_rank():
+    if label_type == "image" and binary and is_main_process():
         dev = next(result.model.parameters()).device
         scores = cam_training_scores(result.model, prepared.dataset, batch_size=batch_size,
                                      device=dev, quiet=quiet)
