@@ -31,17 +31,25 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def parse_bands(value: str | None) -> tuple[int, ...] | None:
-    """'1,2,3' -> (1, 2, 3); None -> None (every band)."""
+def parse_positive_ints(value: str | None, *, example: str, below_one: str
+                        ) -> tuple[int, ...] | None:
+    """'1,2,3' -> (1, 2, 3); None or '' -> None. ``below_one`` is the error for values < 1."""
     if value is None or value.strip() == "":
         return None
     try:
-        bands = tuple(int(v) for v in value.split(","))
+        numbers = tuple(int(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: give 1-based band numbers like 1,2,3,4") from None
-    if any(b < 1 for b in bands):
-        raise click.BadParameter("band numbers are 1-based (the first band is 1)")
-    return bands
+        raise click.BadParameter(f"{value!r}: give comma-separated integers like {example}"
+                                 ) from None
+    if any(n < 1 for n in numbers):
+        raise click.BadParameter(below_one)
+    return numbers
+
+
+def parse_bands(value: str | None) -> tuple[int, ...] | None:
+    """'1,2,3' -> (1, 2, 3); None -> None (every band)."""
+    return parse_positive_ints(value, example="1,2,3,4",
+                               below_one="band numbers are 1-based (the first band is 1)")
 
 
 bands_option = click.option(

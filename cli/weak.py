@@ -9,6 +9,7 @@ from geoembed.cli.options import (
     device_option,
     handle_errors,
     overwrite_option,
+    parse_positive_ints,
     quiet_option,
     seed_option,
 )
@@ -25,15 +26,8 @@ def _csv(value: str | None) -> list[str] | None:
 
 def _channels(ctx: click.Context, param: click.Parameter, value: str | None
               ) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        channels = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give widths like 64,32,16,8") from None
-    if any(c < 1 for c in channels):
-        raise click.BadParameter("decoder widths must be positive")
-    return channels
+    return parse_positive_ints(value, example="64,32,16,8",
+                               below_one="decoder widths must be positive")
 
 
 @click.group("weak")
