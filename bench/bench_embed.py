@@ -107,7 +107,7 @@ def _rss_mb() -> float:
 
 
 def part_embed(ckpt: str, scene: str, stride: int, out: str, dtype: str) -> dict:
-    from geoembed.embed import embed
+    from geoembed.embedding import embed
 
     t0 = time.perf_counter()
     embed(ckpt, scene, out, stride=stride, batch_size=BATCH, dtype=dtype, device="cpu",
@@ -148,7 +148,7 @@ def part_ratio(ckpt: str, scene: str, stride: int, out: str, dtype: str, reps: i
         torch.set_num_threads(threads)
 
     from geoembed.devices import autocast_context, resolve_device
-    from geoembed.embed import embed, load_embedding_model
+    from geoembed.embedding import embed, load_embedding_model
 
     dev = resolve_device(device)
     em = load_embedding_model(ckpt)

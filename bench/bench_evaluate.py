@@ -194,7 +194,7 @@ def naip_scenes() -> list[Path] | None:
 def naip_part(args) -> list[str]:
     from sklearn.metrics import f1_score
 
-    from geoembed.embed import load_embedding_model
+    from geoembed.embedding import load_embedding_model
     from geoembed.evaluation import cross_val_predict, make_folds, scores
     from geoembed.features import encode_batch, random_encoder, tile_statistics
     from geoembed.raster import normalize

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from geoembed.segment import segment
+    from geoembed.segmentation import segment
     from geoembed.weak import weak_train
 
     t_start = time.perf_counter()

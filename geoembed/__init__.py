@@ -21,10 +21,10 @@ _LAZY = {
     "sample_triplets": "geoembed.sampling",
     "tile": "geoembed.store",
     "train": "geoembed.tile2vec",
-    "embed": "geoembed.embed",
+    "embed": "geoembed.embedding",
     "evaluate": "geoembed.evaluation",
     "weak_train": "geoembed.weak",
-    "segment": "geoembed.weak",
+    "segment": "geoembed.segmentation",
     "generate_sample_data": "geoembed.synthetic",
 }
 

@@ -223,7 +223,7 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
                         "triplets_per_s": last.get("triplets_per_s")}
 
     # 3. embed
-    from geoembed.embed import embed
+    from geoembed.embedding import embed
 
     t0 = step("embed", f"the whole scene, stride {s.embed_stride} px")
     emb_path = embed(fit.checkpoint, scene, out / "embeddings.tif", stride=s.embed_stride,
@@ -273,7 +273,7 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
     metrics["evaluate"] = evaluation_metrics(ev.report)
 
     # 6-7. weak train + segment
-    from geoembed.segment import segment
+    from geoembed.segmentation import segment
     from geoembed.weak import weak_train
 
     labels = {"pixel": data / "weak_points.gpkg", "image": data / "weak_tiles.gpkg"}

@@ -344,7 +344,7 @@ def _scene_and_model(scene_path: Any, checkpoint: Any, embeddings: Any, bands: A
     if checkpoint is not None and embeddings is not None:
         raise InputError("give either --checkpoint or --embeddings, not both")
     if checkpoint is not None:
-        from geoembed.embed import load_embedding_model, open_scene_for
+        from geoembed.embedding import load_embedding_model, open_scene_for
 
         em = load_embedding_model(checkpoint)
         return open_scene_for(em, scene_path, bands, allow_no_crs=allow_no_crs), em

@@ -57,10 +57,7 @@ from geoembed.models.unet_cam import (
     weak_model_config,
 )
 from geoembed.raster import BandStats, Scene, band_statistics, open_scene, open_scenes
-from geoembed.segment import (
-    segment,  # noqa: F401  (``geoembed.segment`` maps here)
-    value_key,
-)
+from geoembed.segmentation import value_key
 from geoembed.training import (
     StepOutput,
     check_run_dir,

@@ -599,7 +599,7 @@ NB03 = [
     from rasterio.windows import Window
 
     from geoembed.raster import open_scene
-    from geoembed.segment import WeakPredictor
+    from geoembed.segmentation import WeakPredictor
     from geoembed.weak import majority_scores
 
     predictor = WeakPredictor.load(img.checkpoint, device="cpu")

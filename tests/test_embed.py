@@ -15,7 +15,7 @@ from rasterio.transform import from_origin
 
 from geoembed import __version__
 from geoembed.checkpoint import file_sha256, save_checkpoint
-from geoembed.embed import _Normalizer, embed, output_transform
+from geoembed.embedding import _Normalizer, embed, output_transform
 from geoembed.explore import DEQUANTIZATION, dequantize
 from geoembed.models import build_encoder, encoder_config
 from geoembed.raster import band_statistics, normalize, open_scene
@@ -291,10 +291,12 @@ def test_interrupted_run_leaves_nothing(cli_inputs, monkeypatch, tmp_path, exc):
     assert list(out.parent.iterdir()) == []
 
 
-def test_package_level_embed_is_callable(bordered, tmp_path):
+def test_package_level_api_is_the_function_after_submodule_imports(bordered, tmp_path):
     import geoembed
-    import geoembed.embed  # noqa: F401  (the submodule shadows the lazy attribute)
+    import geoembed.embedding  # noqa: F401
+    import geoembed.segmentation  # noqa: F401
 
+    assert geoembed.segment is geoembed.segmentation.segment
     scene, ckpt, _, _ = bordered
     out = geoembed.embed(ckpt, [scene], tmp_path / "e.tif", stride=16, quiet=True)
     assert out == [tmp_path / "e.tif"] and out[0].exists()

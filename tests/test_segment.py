@@ -16,7 +16,7 @@ from geoembed.checkpoint import load_checkpoint
 from geoembed.errors import InputError, OutputExistsError, RasterError
 from geoembed.grid import grid_offsets
 from geoembed.raster import open_scene
-from geoembed.segment import NODATA, WeakPredictor, blend_weights, segment
+from geoembed.segmentation import NODATA, WeakPredictor, blend_weights, segment
 from geoembed.weak import weak_train
 from tests.conftest import write_raster
 from tests.test_weak import TINY, point_labels, weak_scene

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import types
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -444,18 +442,3 @@ def _embed_scene(em: EmbeddingModel, model: nn.Module, scene: Scene, target: Pat
         if state["next_row"] != n_rows:  # pragma: no cover - a bug, not a user error
             raise RuntimeError(f"embedding stopped at row {state['next_row']} of {n_rows}")
     return target
-
-
-class _CallableModule(types.ModuleType):
-    """``geoembed.embed`` is both this module and the :func:`embed` function.
-
-    Importing the submodule ``geoembed.embed`` sets the package attribute ``embed`` to the
-    module, shadowing the lazily exported function; making the module callable keeps
-    ``geoembed.embed(checkpoint, scenes, out)`` working whichever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> list[Path]:
-        return embed(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -450,18 +448,3 @@ def _stream(scene: Scene, grid: WindowGrid, predictor: WeakPredictor, batch_size
         flush(scene.height - base)
     finally:
         bar.close()
-
-
-class _CallableModule(types.ModuleType):
-    """``geoembed.segment`` is both this module and the :func:`segment` function.
-
-    Importing the submodule sets the package attribute ``segment`` to the module, shadowing
-    the lazily exported function; a callable module keeps ``geoembed.segment(ckpt, scene,
-    out)`` working whichever was imported first (as ``geoembed.embed`` does).
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SegmentResult:
-        return segment(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
