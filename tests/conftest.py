@@ -62,3 +62,17 @@ def make_raster(tmp_path: Path) -> Callable[..., Path]:
         return write_raster(tmp_path / name, data, crs=crs, nodata=nd)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch (and BLAS) thread for a module of tiny models: on a shared 2-core machine
+    two OpenMP threads spin and are several times slower. The settings are restored."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(before)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import rasterio
-import torch
 from click.testing import CliRunner
 from geoembed.cli import cli
 
@@ -19,12 +18,7 @@ TINY_ARGS = ["--tile-size", "32", "--encoder-depth", "3", "--decoder-channels", 
              "--batch-size", "8", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(args: list[str]):

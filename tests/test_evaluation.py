@@ -25,17 +25,7 @@ BLOCK = 16  # class blocks of the constructed scenes
 
 # ----------------------------------------------------------------------------- helpers
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models and matrices: one thread is faster than two on a busy shared CPU."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_checkpoint(path: Path, scene_path: Path, tile: int = 8, z_dim: int = 8,

@@ -30,13 +30,7 @@ TINY = {"encoder": "tilenet", "z_dim": 16, "base_width": 8, "batch_size": 16,
 RUN6 = {**TINY, "lr": 3e-3, "seed": 5}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads spin and crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

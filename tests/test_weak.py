@@ -32,13 +32,7 @@ SIZE = 96
 CELL = 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: much faster than two on a shared, busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def weak_scene(tmp_path: Path, size: int = SIZE, seed: int = 0, border: int = 0
