@@ -12,15 +12,16 @@ from geoembed.cli import cli
 from shapely.geometry import Point
 
 from tests.conftest import write_raster
-from tests.test_evaluation import (  # noqa: F401  (_one_thread: autouse fixture)
+from tests.test_evaluation import (
     BLOCK,
-    _one_thread,
     block_center_labels,
     class_layout,
     class_scene,
     points,
     tiny_checkpoint,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
