@@ -205,6 +205,16 @@ def polygon_window(bounds: Sequence[float], scene: Scene) -> Window:
     return Window(c0, r0, max(c1 - c0, 1), max(r1 - r0, 1))
 
 
+def _labelled_features(labels: Any, column: str) -> tuple[Any, str]:
+    """The label features with a value in ``column`` (a LabelError when there are none)."""
+    gdf, source = _vector_source(labels)
+    require_column(gdf, column, source)
+    gdf = gdf[gdf[column].notna()].reset_index(drop=True)
+    if len(gdf) == 0:
+        raise LabelError(f"{source}: every value of column {column!r} is empty")
+    return gdf, source
+
+
 def prepare_image_labels(scenes: Sequence[Scene], labels: Any, column: str, *, tile: int,
                          stats: BandStats, positive: Any = None, max_labels: int | None = None,
                          seed: int = 0) -> PreparedLabels:
@@ -213,11 +223,7 @@ def prepare_image_labels(scenes: Sequence[Scene], labels: Any, column: str, *, t
     A polygon belongs to the first scene that holds its whole window; windows that are not
     inside any scene or are less than half valid are dropped and counted.
     """
-    gdf, source = _vector_source(labels)
-    require_column(gdf, column, source)
-    gdf = gdf[gdf[column].notna()].reset_index(drop=True)
-    if len(gdf) == 0:
-        raise LabelError(f"{source}: every value of column {column!r} is empty")
+    gdf, source = _labelled_features(labels, column)
     n_input = len(gdf)
     assigned = np.full(n_input, -1, dtype=np.int64)
     windows: list[Window | None] = [None] * n_input
@@ -268,11 +274,7 @@ def prepare_pixel_labels(scenes: Sequence[Scene], labels: Any, column: str, *, t
 
     A point belongs to the first scene where it falls on a valid pixel.
     """
-    gdf, source = _vector_source(labels)
-    require_column(gdf, column, source)
-    gdf = gdf[gdf[column].notna()].reset_index(drop=True)
-    if len(gdf) == 0:
-        raise LabelError(f"{source}: every value of column {column!r} is empty")
+    gdf, source = _labelled_features(labels, column)
     n_input = len(gdf)
     remaining = np.arange(n_input)
     parts = []
