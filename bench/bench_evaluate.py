@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from naip import write_naip_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 # not bench/_work: bench/bench_tile.py deletes that directory when it finishes
@@ -171,24 +172,8 @@ def sample_part(args) -> list[str]:
 # ------------------------------------------------------------------------------ NAIP
 
 def naip_scenes() -> list[Path] | None:
-    """The NAIP arrays' image channels as 4-band uint8 GeoTIFFs (made-up UTM 10N georeference)."""
-    from rasterio.transform import from_origin
-
-    from geoembed.raster import write_geotiff
-
-    files = sorted(NAIP.glob("naip*.npy"))
-    if not files:
-        return None
-    out = []
-    for k, f in enumerate(files):
-        path = WORK / "naip_scenes" / f"{f.stem}.tif"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            arr = np.load(f)[:, :, :4].transpose(2, 0, 1).copy()
-            transform = from_origin(700_000.0 + 1000.0 * k, 4_100_000.0, 0.6, 0.6)
-            write_geotiff(path, arr, crs="EPSG:32610", transform=transform)
-        out.append(path)
-    return out
+    """The NAIP arrays as 4-band GeoTIFFs (None when ../shared/real/naip is absent)."""
+    return write_naip_scenes(NAIP, WORK / "naip_scenes")
 
 
 def naip_part(args) -> list[str]:

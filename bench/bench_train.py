@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from naip import write_naip_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / "_work" / "train"
@@ -289,26 +290,8 @@ def quality(label: str, scenes: list[Path], args, device) -> list[str]:
 
 
 def naip_scenes() -> list[Path] | None:
-    """The 8 NAIP arrays as 4-band uint8 GeoTIFFs with a made-up UTM 10N georeference."""
-    from rasterio.transform import from_origin
-
-    from geoembed.raster import write_geotiff
-
-    files = sorted(NAIP.glob("naip*.npy"))
-    if not files:
-        return None
-    out = []
-    for k, f in enumerate(files):
-        path = WORK / "naip" / f"{f.stem}.tif"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            arr = np.load(f)[:, :, :4].transpose(2, 0, 1).copy()  # (4, H, W) R, G, B, NIR
-            # made up: 0.6 m pixels, scenes 1 km apart in UTM 10N (Central Valley)
-            transform = from_origin(700_000.0 + 1000.0 * k, 4_100_000.0, 0.6, 0.6)
-            write_geotiff(path, arr, crs="EPSG:32610", transform=transform,
-                          descriptions=["red", "green", "blue", "nir"])
-        out.append(path)
-    return out
+    """The NAIP arrays as 4-band GeoTIFFs (None when ../shared/real/naip is absent)."""
+    return write_naip_scenes(NAIP, WORK / "naip")
 
 
 # ---------------------------------------------------------------------------------- main
