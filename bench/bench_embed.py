@@ -69,9 +69,9 @@ def make_scene(path: Path, size: int, bands: int = 4, seed: int = 0) -> Path:
 def make_checkpoint(path: Path, scene: Path, base_width: int) -> Path:
     import torch
 
-    from geoembed.checkpoint import save_checkpoint
+    from geoembed.io.checkpoint import save_checkpoint
+    from geoembed.io.scenes import band_statistics, open_scene
     from geoembed.models import build_encoder, encoder_config
-    from geoembed.raster import band_statistics, open_scene
 
     if path.exists():
         return path
@@ -107,7 +107,7 @@ def _rss_mb() -> float:
 
 
 def part_embed(ckpt: str, scene: str, stride: int, out: str, dtype: str) -> dict:
-    from geoembed.embedding import embed
+    from geoembed.inference.embedding import embed
 
     t0 = time.perf_counter()
     embed(ckpt, scene, out, stride=stride, batch_size=BATCH, dtype=dtype, device="cpu",
@@ -124,8 +124,8 @@ def _in_memory(em, scene: str, stride: int):
     """Every window of the grid, read and normalised, as one float32 tensor."""
     import torch
 
-    from geoembed.grid import WindowGrid, read_grid_row
-    from geoembed.raster import normalize, open_scene
+    from geoembed.io.scenes import normalize, open_scene
+    from geoembed.samplers.grid import WindowGrid, read_grid_row
 
     sc = open_scene(scene)
     grid = WindowGrid.for_scene(sc, em.tile, stride)
@@ -148,7 +148,7 @@ def part_ratio(ckpt: str, scene: str, stride: int, out: str, dtype: str, reps: i
         torch.set_num_threads(threads)
 
     from geoembed.devices import autocast_context, resolve_device
-    from geoembed.embedding import embed, load_embedding_model
+    from geoembed.inference.embedding import embed, load_embedding_model
 
     dev = resolve_device(device)
     em = load_embedding_model(ckpt)

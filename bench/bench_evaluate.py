@@ -55,7 +55,7 @@ def train_cached(name: str, scenes: list[Path], args, *, tile: int, neighborhood
                  n_triplets: int, epochs: int) -> tuple[Path, float, dict]:
     """Train (or reuse) a TileNet run in bench/_work/evaluate/<name>."""
     from geoembed import train
-    from geoembed.checkpoint import load_checkpoint
+    from geoembed.io.checkpoint import load_checkpoint
 
     out = WORK / name
     ckpt = out / "checkpoint.pt"
@@ -179,10 +179,10 @@ def naip_scenes() -> list[Path] | None:
 def naip_part(args) -> list[str]:
     from sklearn.metrics import f1_score
 
-    from geoembed.embedding import load_embedding_model
-    from geoembed.evaluation import cross_val_predict, make_folds, scores
-    from geoembed.features import encode_batch, random_encoder, tile_statistics
-    from geoembed.raster import normalize
+    from geoembed.evaluation.evaluate import cross_val_predict, make_folds, scores
+    from geoembed.evaluation.features import encode_batch, random_encoder, tile_statistics
+    from geoembed.inference.embedding import load_embedding_model
+    from geoembed.io.scenes import normalize
 
     scenes = naip_scenes()
     if scenes is None:

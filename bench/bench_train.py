@@ -2,7 +2,7 @@
 
 Parts (``--part``, default all):
 
-* ``speed``: for TileNet and resnet18, triplets/s of :func:`geoembed.training.fit` on a
+* ``speed``: for TileNet and resnet18, triplets/s of :func:`geoembed.trainers.fit.fit` on a
   triplet store (memory-mapped store dataset + augmentation + DataLoader + forward +
   triplet loss + backward + Adam + metric sums), against the same step on one batch already
   in memory on the device (same model config, batch size, AMP and memory format), measured
@@ -50,8 +50,8 @@ def log(msg: str) -> None:
 def make_store(name: str, scenes: list[Path], n: int, tile: int, neighborhood: int,
                seed: int) -> Path:
     """A triplet store in bench/_work/train (cached between runs)."""
-    from geoembed.store import open_store
-    from geoembed.store import tile as tile_fn
+    from geoembed.io.store import open_store
+    from geoembed.io.store import tile as tile_fn
 
     out = WORK / name
     if out.exists():
@@ -74,7 +74,7 @@ def pure_step_seconds(model, batch, objective, device, amp: bool, steps: int) ->
     import torch
 
     from geoembed.devices import autocast_context
-    from geoembed.tile2vec import TripletStep
+    from geoembed.trainers.tile2vec import TripletStep
 
     step = TripletStep(objective)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -108,7 +108,7 @@ def data_only_seconds(store: Path, batch_size: int) -> float:
     import torch
     from torch.utils.data import DataLoader
 
-    from geoembed.datasets import TripletStoreDataset
+    from geoembed.datasets.triplets import TripletStoreDataset
 
     loader = DataLoader(TripletStoreDataset(store, augment=True), batch_size=batch_size,
                         shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
@@ -120,11 +120,11 @@ def data_only_seconds(store: Path, batch_size: int) -> float:
 def speed(args, device) -> list[str]:
     import torch
 
-    from geoembed.datasets import TripletStoreDataset
+    from geoembed.datasets.triplets import TripletStoreDataset
     from geoembed.losses import Tile2VecLoss
     from geoembed.models import build_encoder
-    from geoembed.tile2vec import TripletStep
-    from geoembed.training import fit, seed_everything
+    from geoembed.trainers.fit import fit, seed_everything
+    from geoembed.trainers.tile2vec import TripletStep
 
     cuda = device.type == "cuda"
     n = args.batch_size * args.steps
@@ -201,7 +201,7 @@ def recalibrate_bn(model, dataset, batch_size: int, n_batches: int, device) -> N
     import torch
     from torch.utils.data import DataLoader
 
-    from geoembed.tile2vec import embed_triplets
+    from geoembed.trainers.tile2vec import embed_triplets
 
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in bns:
@@ -233,10 +233,10 @@ def mean_spectrum_accuracy(dataset) -> dict[str, float]:
 def quality(label: str, scenes: list[Path], args, device) -> list[str]:
     import torch
 
-    from geoembed.datasets import TripletStoreDataset
+    from geoembed.datasets.triplets import TripletStoreDataset
     from geoembed.models import build_encoder
-    from geoembed.tile2vec import evaluate_triplets, train
-    from geoembed.training import seed_everything
+    from geoembed.trainers.fit import seed_everything
+    from geoembed.trainers.tile2vec import evaluate_triplets, train
 
     key = label.split()[0].lower()
     train_store = make_store(f"{key}_train_t{args.tile}_n{args.train_triplets}", scenes,

@@ -132,8 +132,8 @@ def dense_label_rasters(data: dict, chosen: np.ndarray, tag: str) -> list[Path]:
 
 def dense_items(data: dict, paths: list[Path], tile: int) -> int:
     """Training items per epoch of a dense run: tile-grid cells holding labels."""
-    from geoembed.raster import open_scene
-    from geoembed.weak_data import DenseSource, dense_candidates
+    from geoembed.datasets.weak import DenseSource, dense_candidates
+    from geoembed.io.scenes import open_scene
 
     n = 0
     for scene, lab in zip(data["scenes"], paths, strict=True):
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from geoembed.segmentation import segment
-    from geoembed.weak import weak_train
+    from geoembed.inference.segmentation import segment
+    from geoembed.trainers.weak import weak_train
 
     t_start = time.perf_counter()
     data = prepare_data()

@@ -15,7 +15,7 @@ def write_naip_scenes(src: Path, out_dir: Path) -> list[Path] | None:
     """
     from rasterio.transform import from_origin
 
-    from geoembed.raster import write_geotiff
+    from geoembed.io.geotiff import write_geotiff
 
     files = sorted(src.glob("naip*.npy"))
     if not files:

@@ -53,7 +53,7 @@ def embed_command(checkpoint: Path, scenes: tuple[Path, ...], out: Path, stride:
     (i*stride, j*stride), georeferenced so that the pixel's center is the window's center.
     Bands are named emb_000, emb_001...
     """
-    from geoembed.embedding import embed
+    from geoembed.inference.embedding import embed
 
     outputs = embed(checkpoint, list(scenes), out, stride=stride, batch_size=batch_size,
                     max_nodata=max_nodata, dtype=dtype, bands=bands, device=device, amp=amp,

@@ -93,7 +93,7 @@ def evaluate_command(scene: Path, labels: Path | None, label_column: str | None,
       geoembed evaluate --scene scene.tif --labels points.gpkg --label-column class \\
           --checkpoint run/checkpoint.pt --out eval --cv both
     """
-    from geoembed.evaluation import evaluate
+    from geoembed.evaluation.evaluate import evaluate
 
     result = evaluate(
         scene, out, labels=labels, label_column=label_column, labels_raster=labels_raster,

@@ -31,8 +31,9 @@ def similar_command(embeddings: Path, points: tuple[tuple[float, float], ...],
     The reference is the mean of the unit-normalised embeddings at the points; every
     output pixel is the cosine similarity (-1..1) of its embedding to it.
     """
+    from geoembed.analysis.similarity import similarity_map
     from geoembed.errors import InputError
-    from geoembed.explore import merge_points, read_points_file, similarity_map
+    from geoembed.io.points import merge_points, read_points_file
 
     groups = [([p[0] for p in points], [p[1] for p in points], crs)]
     if points_file is not None:
@@ -60,7 +61,7 @@ def similar_command(embeddings: Path, points: tuple[tuple[float, float], ...],
 def preview_command(embeddings: Path, out: Path, max_size: int, samples: int, seed: int,
                     overwrite: bool, quiet: bool) -> None:
     """RGB picture of the first three principal components of EMBEDDINGS."""
-    from geoembed.explore import preview
+    from geoembed.analysis.preview import preview
 
     res = preview(embeddings, out, max_size=max_size, n_samples=samples, seed=seed,
                   overwrite=overwrite, quiet=quiet)

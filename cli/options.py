@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -31,29 +31,59 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def parse_positive_ints(value: str | None, *, example: str, below_one: str
-                        ) -> tuple[int, ...] | None:
-    """'1,2,3' -> (1, 2, 3); None or '' -> None. ``below_one`` is the error for values < 1."""
-    if value is None or value.strip() == "":
-        return None
-    try:
-        numbers = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give comma-separated integers like {example}"
-                                 ) from None
-    if any(n < 1 for n in numbers):
-        raise click.BadParameter(below_one)
-    return numbers
+class CommaList(click.ParamType):
+    """A comma-separated list option: ``"1,2,3"`` -> ``(1, 2, 3)``; empty -> ``None``.
+
+    Args:
+        item: converts one item (``int``, ``str``...); a ValueError makes it a usage error.
+        choices: the allowed items, when the list is a choice among names.
+        minimum: the smallest allowed number, for numeric items.
+        example: shown in the error message.
+        aliases: whole-value shortcuts, e.g. ``{"both": ("logreg", "rf")}``.
+    """
+
+    name = "list"
+
+    def __init__(self, item: Callable[[str], Any] = str, *, choices: Sequence[str] | None = None,
+                 minimum: float | None = None, example: str = "a,b",
+                 below_minimum: str | None = None,
+                 aliases: dict[str, tuple] | None = None) -> None:
+        self.item = item
+        self.choices = tuple(choices) if choices is not None else None
+        self.minimum = minimum
+        self.example = example
+        self.below_minimum = below_minimum
+        self.aliases = dict(aliases or {})
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> tuple | None:
+        if value is None or isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if text == "":
+            return None
+        if text in self.aliases:
+            return self.aliases[text]
+        try:
+            items = tuple(self.item(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            self.fail(f"{value!r}: give a comma-separated list like {self.example}", param, ctx)
+        if self.choices is not None:
+            bad = [v for v in items if v not in self.choices]
+            if bad:
+                allowed = ", ".join([*self.choices, *self.aliases])
+                self.fail(f"unknown {', '.join(map(str, bad))}; choose from {allowed}", param, ctx)
+        if self.minimum is not None and any(v < self.minimum for v in items):
+            self.fail(self.below_minimum or f"values must be at least {self.minimum}", param, ctx)
+        return tuple(dict.fromkeys(items))
 
 
-def parse_bands(value: str | None) -> tuple[int, ...] | None:
-    """'1,2,3' -> (1, 2, 3); None -> None (every band)."""
-    return parse_positive_ints(value, example="1,2,3,4",
-                               below_one="band numbers are 1-based (the first band is 1)")
+BANDS = CommaList(int, minimum=1, example="1,2,3,4",
+                  below_minimum="band numbers are 1-based (the first band is 1)")
 
 
 bands_option = click.option(
-    "--bands", callback=lambda ctx, param, v: parse_bands(v), default=None, metavar="1,2,3",
+    "--bands", type=BANDS, default=None, metavar="1,2,3",
     help="Comma-separated 1-based bands to use, like rasterio.  [default: every band]",
 )
 overwrite_option = click.option(

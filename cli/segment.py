@@ -69,7 +69,7 @@ def segment_command(checkpoint: str, scene: str, out: str, stride: int | None, t
       geoembed segment runs/ucam/checkpoint.pt scene.tif --out crop.tif \\
           --reference landcover.tif --reference-positive 3,5
     """
-    from geoembed.segmentation import segment
+    from geoembed.inference.segmentation import segment
 
     positive = None
     if reference_positive is not None:

@@ -51,7 +51,7 @@ def tile_command(scenes: tuple[Path, ...], out: Path, n_triplets: int, tile_size
     pixels of the anchor, distant tiles farther than that or from another scene.
     Footprints are written in the first scene's CRS.
     """
-    from geoembed.store import tile
+    from geoembed.io.store import tile
 
     store = tile(list(scenes), out, n_triplets=n_triplets, tile_size=tile_size,
                  neighborhood=neighborhood, bands=bands, max_nodata=max_nodata,

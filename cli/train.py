@@ -91,7 +91,7 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
     train ...` it trains with DistributedDataParallel.
     """
     from geoembed.errors import InputError
-    from geoembed.tile2vec import train
+    from geoembed.trainers.tile2vec import train
 
     if not on_the_fly and len(inputs) != 1:
         raise InputError(f"give one triplet STORE, not {len(inputs)} inputs (or --scenes "

@@ -4,30 +4,23 @@ from __future__ import annotations
 
 import click
 from geoembed.cli.options import (
+    CommaList,
     allow_no_crs_option,
     bands_option,
     device_option,
     handle_errors,
     overwrite_option,
-    parse_positive_ints,
     quiet_option,
     seed_option,
 )
 
-# Same values as geoembed.weak (not imported here: that would import torch at start-up).
+# Same values as geoembed.trainers.weak (not imported here: that would import torch at start-up).
 DEFAULT_EPOCHS = {"image": 60, "pixel": 60, "dense": 20}
 
 
-def _csv(value: str | None) -> list[str] | None:
-    if value is None or value.strip() == "":
-        return None
-    return [v.strip() for v in value.split(",") if v.strip()]
 
-
-def _channels(ctx: click.Context, param: click.Parameter, value: str | None
-              ) -> tuple[int, ...] | None:
-    return parse_positive_ints(value, example="64,32,16,8",
-                               below_one="decoder widths must be positive")
+DECODER_WIDTHS = CommaList(int, minimum=1, example="64,32,16,8",
+                           below_minimum="decoder widths must be positive")
 
 
 @click.group("weak")
@@ -48,7 +41,8 @@ def weak_group() -> None:
                    "class per point, masked loss; dense: a full label raster.")
 @click.option("--label-column", default=None,
               help="Vector column holding the class.  [required with image / pixel labels]")
-@click.option("--positive", default=None, metavar="VALUE[,VALUE...]",
+@click.option("--positive", type=CommaList(str, example="1,2"), default=None,
+              metavar="VALUE[,VALUE...]",
               help="Label value(s) of the positive class: a binary one-vs-rest model.  "
                    "[default: one class per distinct value]")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str),
@@ -61,7 +55,7 @@ def weak_group() -> None:
               help="Any segmentation-models-pytorch encoder, without pretrained weights.")
 @click.option("--encoder-depth", type=click.IntRange(3, 5), default=5, show_default=True,
               help="Encoder stages (the paper's U-Net had 4 levels).")
-@click.option("--decoder-channels", callback=_channels, default=None, metavar="W1,W2,...",
+@click.option("--decoder-channels", type=DECODER_WIDTHS, default=None, metavar="W1,W2,...",
               help="One width per decoder stage.  [default: 256,128,64,32,16 halved from "
                    "the top, one per stage]")
 @click.option("--epochs", type=int, default=None,
@@ -84,7 +78,7 @@ def weak_group() -> None:
 @quiet_option
 @handle_errors
 def train_command(scenes: tuple[str, ...], labels: tuple[str, ...], label_type: str,
-                  label_column: str | None, positive: str | None, out: str,
+                  label_column: str | None, positive: tuple[str, ...] | None, out: str,
                   bands: tuple[int, ...] | None, allow_no_crs: bool, tile_size: int,
                   encoder: str, encoder_depth: int, decoder_channels: tuple[int, ...] | None,
                   epochs: int | None, batch_size: int, lr: float, max_labels: int | None,
@@ -100,13 +94,14 @@ def train_command(scenes: tuple[str, ...], labels: tuple[str, ...], label_type: 
           --label-type pixel --out runs/pixel
     """
     from geoembed.errors import InputError
-    from geoembed.weak import weak_train
+    from geoembed.trainers.weak import weak_train
 
     if label_type != "dense" and len(labels) != 1:
         raise InputError(f"--label-type {label_type} takes one --labels vector file")
     result = weak_train(
         list(scenes), labels[0] if label_type != "dense" else list(labels), out,
-        label_type=label_type, label_column=label_column, positive=_csv(positive),
+        label_type=label_type, label_column=label_column,
+        positive=list(positive) if positive else None,
         tile_size=tile_size, encoder=encoder, encoder_depth=encoder_depth,
         decoder_channels=decoder_channels, epochs=epochs, batch_size=batch_size, lr=lr,
         max_labels=max_labels, seed=seed, device=device, amp=not no_amp, workers=workers,

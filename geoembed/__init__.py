@@ -16,15 +16,15 @@ __version__ = "0.1.0"
 
 # Public API name -> module that defines it, imported on first access.
 _LAZY = {
-    "open_scene": "geoembed.raster",
-    "open_scenes": "geoembed.raster",
-    "sample_triplets": "geoembed.sampling",
-    "tile": "geoembed.store",
-    "train": "geoembed.tile2vec",
-    "embed": "geoembed.embedding",
-    "evaluate": "geoembed.evaluation",
-    "weak_train": "geoembed.weak",
-    "segment": "geoembed.segmentation",
+    "open_scene": "geoembed.io.scenes",
+    "open_scenes": "geoembed.io.scenes",
+    "sample_triplets": "geoembed.samplers.triplets",
+    "tile": "geoembed.io.store",
+    "train": "geoembed.trainers.tile2vec",
+    "embed": "geoembed.inference.embedding",
+    "evaluate": "geoembed.evaluation.evaluate",
+    "weak_train": "geoembed.trainers.weak",
+    "segment": "geoembed.inference.segmentation",
     "generate_sample_data": "geoembed.synthetic",
 }
 

@@ -194,7 +194,7 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
         return time.perf_counter()
 
     # 1. tile
-    from geoembed.store import tile
+    from geoembed.io.store import tile
 
     t0 = step("tile", f"{s.n_triplets} triplets of {s.tile_size} px tiles from {scene.name}")
     store = tile([scene], out / "triplets", n_triplets=s.n_triplets, tile_size=s.tile_size,
@@ -205,7 +205,7 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
                        "neighborhood": s.neighborhood, "bands": store.band_count}
 
     # 2. train
-    from geoembed.tile2vec import train
+    from geoembed.trainers.tile2vec import train
 
     t0 = step("train", f"TileNet (base width {s.base_width}, z_dim {s.z_dim}), "
                        f"{_plural(s.epochs, 'epoch')}")
@@ -223,7 +223,7 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
                         "triplets_per_s": last.get("triplets_per_s")}
 
     # 3. embed
-    from geoembed.embedding import embed
+    from geoembed.inference.embedding import embed
 
     t0 = step("embed", f"the whole scene, stride {s.embed_stride} px")
     emb_path = embed(fit.checkpoint, scene, out / "embeddings.tif", stride=s.embed_stride,
@@ -237,7 +237,8 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
                             "dtype": ds.dtypes[0], "stride": s.embed_stride}
 
     # 4. preview + similar
-    from geoembed.explore import preview, similarity_map
+    from geoembed.analysis.preview import preview
+    from geoembed.analysis.similarity import similarity_map
 
     t0 = step("preview", "PCA of the embeddings as RGB")
     pv = preview(emb_path, out / "preview.png", max_size=s.preview_size, overwrite=True,
@@ -257,7 +258,7 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
                           "mean_by_class": similarity_by_class(sim_path, landcover)}
 
     # 5. evaluate
-    from geoembed.evaluation import evaluate
+    from geoembed.evaluation.evaluate import evaluate
 
     t0 = step("evaluate", "classifiers on the embedding vs. baselines (spatial and random CV)")
     ev = evaluate(scene, out / "evaluation", labels=data / "points.gpkg", label_column="class",
@@ -273,8 +274,8 @@ def run_demo(out: str | os.PathLike = "demo_output", *, quick: bool = False,
     metrics["evaluate"] = evaluation_metrics(ev.report)
 
     # 6-7. weak train + segment
-    from geoembed.segmentation import segment
-    from geoembed.weak import weak_train
+    from geoembed.inference.segmentation import segment
+    from geoembed.trainers.weak import weak_train
 
     labels = {"pixel": data / "weak_points.gpkg", "image": data / "weak_tiles.gpkg"}
     what = {"pixel": "one labelled pixel per tile", "image": "one label per tile (CAM)"}
@@ -354,7 +355,7 @@ def reference_points(embeddings: str | os.PathLike, points: str | os.PathLike,
     """
     import geopandas as gpd
 
-    from geoembed.explore import sample_embeddings
+    from geoembed.io.embeddings import sample_embeddings
 
     gdf = gpd.read_file(points)
     gdf = gdf[gdf["class"] == class_name]
@@ -563,7 +564,7 @@ def plot_overview(demo_dir: str | os.PathLike, path: str | os.PathLike,
     from matplotlib.image import imread
     from matplotlib.patches import Patch
 
-    from geoembed.raster import replace_path, temporary_sibling
+    from geoembed.io.outputs import replace_path, temporary_sibling
 
     demo_dir, data = Path(demo_dir), Path(data or sample_data_dir())
     rgb, extent = scene_rgb(data / "scene.tif")

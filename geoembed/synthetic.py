@@ -507,7 +507,7 @@ def generate_sample_data(out_dir: str | os.PathLike, *, size: int = 1024, seed: 
     Raises:
         OutputExistsError: A sample-data file exists in ``out_dir`` and ``overwrite`` is False.
     """
-    from geoembed.raster import write_geotiff
+    from geoembed.io.geotiff import write_geotiff
 
     out = Path(out_dir)
     final = {key: out / name for key, name in FILES.items()}

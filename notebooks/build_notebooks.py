@@ -212,13 +212,14 @@ NB01 = [
     md("""
     ## 4. Look at it: PCA preview and similarity search
 
-    `geoembed.explore.preview` fits a PCA on the embeddings and shows the first three
+    `geoembed.analysis.preview.preview` fits a PCA on the embeddings and shows the first three
     components as RGB: areas the encoder considers alike get alike colours. Compare it with
     the true land cover: the texture-only pairs (cropland / grassland, orchard / shrubland)
     come out in different colours although their pixels have the same spectra.
     """),
     code("""
-    from geoembed.explore import preview, similarity_map
+    from geoembed.analysis.preview import preview
+    from geoembed.analysis.similarity import similarity_map
 
     pv = preview(emb_path, OUT / "preview.png", max_size=512, overwrite=True, quiet=True)
     print("explained variance of the 3 components:",
@@ -278,8 +279,8 @@ NB01 = [
     * `03_weak_supervision.ipynb`: U-Nets from one label per tile or one labelled pixel
       per tile.
     * Your own data: any GeoTIFF (any CRS, with nodata) works the same way; read the
-      embedding raster back with `geoembed.explore.read_embeddings` or sample it at points
-      with `geoembed.explore.sample_embeddings`.
+      embedding raster back with `geoembed.io.embeddings.read_embeddings` or sample it at points
+      with `geoembed.io.embeddings.sample_embeddings`.
     """),
 ]
 
@@ -482,7 +483,7 @@ NB02 = [
       `geoembed evaluate --scene ... --labels ... --label-column ... --checkpoint ...`.
     """),
     code("""
-    from geoembed.evaluation import plot_confusion
+    from geoembed.evaluation.evaluate import plot_confusion
     from IPython.display import Image
 
     best = max((r for r in ev.report["results"] if r["features"] == "embedding"),
@@ -598,9 +599,9 @@ NB03 = [
     import torch
     from rasterio.windows import Window
 
-    from geoembed.raster import open_scene
-    from geoembed.segmentation import WeakPredictor
-    from geoembed.weak import majority_scores
+    from geoembed.io.scenes import open_scene
+    from geoembed.inference.segmentation import WeakPredictor
+    from geoembed.trainers.weak import majority_scores
 
     predictor = WeakPredictor.load(img.checkpoint, device="cpu")
     scene = open_scene(SCENE)

@@ -9,8 +9,8 @@ import torch
 from click.testing import CliRunner
 from geoembed.cli import cli
 
-from geoembed.checkpoint import load_checkpoint
-from geoembed.training import read_metrics
+from geoembed.io.checkpoint import load_checkpoint
+from geoembed.trainers.fit import read_metrics
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
 TINY = ["--z-dim", "16", "--base-width", "8", "--batch-size", "16", "--device", "cpu",
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    from geoembed.store import tile
+    from geoembed.io.store import tile
 
     out = tmp_path_factory.mktemp("cli") / "store"
     return tile([SCENE], out, n_triplets=32, tile_size=16, neighborhood=16, seed=0,
@@ -128,7 +128,7 @@ def test_help_and_defaults_match_the_library():
 
     import geoembed
     from geoembed import losses
-    from geoembed.tile2vec import train
+    from geoembed.trainers.tile2vec import train
 
     assert geoembed.train is train  # the lazy top-level export
     res = _run("train", "--help")

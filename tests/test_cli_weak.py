@@ -10,7 +10,7 @@ import rasterio
 from click.testing import CliRunner
 from geoembed.cli import cli
 
-from geoembed.training import read_metrics
+from geoembed.trainers.fit import read_metrics
 from tests.conftest import write_raster
 from tests.test_weak import point_labels, tile_labels, weak_scene
 

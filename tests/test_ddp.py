@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from geoembed.checkpoint import load_checkpoint
-from geoembed.training import read_metrics
+from geoembed.io.checkpoint import load_checkpoint
+from geoembed.trainers.fit import read_metrics
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -20,7 +20,7 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to python")
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):
-    from geoembed.store import tile
+    from geoembed.io.store import tile
 
     store = tile([SCENE], tmp_path / "store", n_triplets=24, tile_size=16, neighborhood=16,
                  seed=0, quiet=True).path

@@ -66,8 +66,8 @@ def test_demo_json_lists_existing_outputs(demo):
 
 
 def test_triplets_and_training_run(demo):
-    from geoembed.checkpoint import load_checkpoint
-    from geoembed.store import open_store
+    from geoembed.io.checkpoint import load_checkpoint
+    from geoembed.io.store import open_store
 
     out, _ = demo
     store = open_store(out / "triplets")

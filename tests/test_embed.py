@@ -14,11 +14,11 @@ from geoembed.cli import cli
 from rasterio.transform import from_origin
 
 from geoembed import __version__
-from geoembed.checkpoint import file_sha256, save_checkpoint
-from geoembed.embedding import _Normalizer, embed, output_transform
-from geoembed.explore import DEQUANTIZATION, dequantize
+from geoembed.inference.embedding import _Normalizer, embed, output_transform
+from geoembed.io.checkpoint import file_sha256, save_checkpoint
+from geoembed.io.embeddings import DEQUANTIZATION, dequantize
+from geoembed.io.scenes import band_statistics, normalize, open_scene
 from geoembed.models import build_encoder, encoder_config
-from geoembed.raster import band_statistics, normalize, open_scene
 from tests.conftest import ORIGIN, PIXEL, write_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NodataShadowWarning")
@@ -293,10 +293,10 @@ def test_interrupted_run_leaves_nothing(cli_inputs, monkeypatch, tmp_path, exc):
 
 def test_package_level_api_is_the_function_after_submodule_imports(bordered, tmp_path):
     import geoembed
-    import geoembed.embedding  # noqa: F401
-    import geoembed.segmentation  # noqa: F401
+    import geoembed.inference.embedding  # noqa: F401
+    import geoembed.inference.segmentation  # noqa: F401
 
-    assert geoembed.segment is geoembed.segmentation.segment
+    assert geoembed.segment is geoembed.inference.segmentation.segment
     scene, ckpt, _, _ = bordered
     out = geoembed.embed(ckpt, [scene], tmp_path / "e.tif", stride=16, quiet=True)
     assert out == [tmp_path / "e.tif"] and out[0].exists()

@@ -1,4 +1,4 @@
-"""geoembed.evaluation and geoembed.features: folds, features, known answers, reports."""
+"""geoembed.evaluation: folds, features, known answers, reports."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import rasterio
 from shapely.geometry import Point
 
 from geoembed.errors import CRSError, InputError, OutputExistsError, RasterError
-from geoembed.evaluation import evaluate, learning_curve, make_folds, spatial_blocks
-from geoembed.features import read_tile, tile_statistics
-from geoembed.labels import rowcol_to_xy
-from geoembed.raster import open_scene
+from geoembed.evaluation.evaluate import evaluate, learning_curve, make_folds, spatial_blocks
+from geoembed.evaluation.features import read_tile, tile_statistics
+from geoembed.io.labels import rowcol_to_xy
+from geoembed.io.scenes import open_scene
 from tests.conftest import write_raster
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -33,9 +33,9 @@ def tiny_checkpoint(path: Path, scene_path: Path, tile: int = 8, z_dim: int = 8,
     """A tile2vec checkpoint with an untrained tiny TileNet (what `geoembed train` writes)."""
     import torch
 
-    from geoembed.checkpoint import save_checkpoint
+    from geoembed.io.checkpoint import save_checkpoint
+    from geoembed.io.scenes import band_statistics
     from geoembed.models import build_encoder, encoder_config
-    from geoembed.raster import band_statistics
 
     scene = open_scene(scene_path)
     stats = band_statistics([scene], n_windows=8, window_size=64)
@@ -301,7 +301,7 @@ def _embedding_raster(path: Path, scene_path: Path, *, dst_crs: str, int8: bool 
     """A 3-band 'embedding' raster (one-hot of the class), reprojected to ``dst_crs``."""
     from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-    from geoembed.explore import quantize
+    from geoembed.io.embeddings import quantize
 
     scene = open_scene(scene_path)
     onehot = np.eye(3, dtype=np.float32)[class_layout()].transpose(2, 0, 1)

@@ -14,16 +14,10 @@ from matplotlib.image import imread
 from rasterio.warp import transform as warp
 from shapely.geometry import Point
 
+from geoembed.analysis.preview import preview
+from geoembed.analysis.similarity import reference_embedding, similarity_map
 from geoembed.errors import InputError
-from geoembed.explore import (
-    dequantize,
-    preview,
-    quantize,
-    read_embeddings,
-    reference_embedding,
-    sample_embeddings,
-    similarity_map,
-)
+from geoembed.io.embeddings import dequantize, quantize, read_embeddings, sample_embeddings
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
 
 

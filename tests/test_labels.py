@@ -8,14 +8,14 @@ import pytest
 from shapely.geometry import Point, box
 
 from geoembed.errors import CRSError, LabelError, RasterError
-from geoembed.labels import (
+from geoembed.io.labels import (
     check_same_grid,
     encode_classes,
     raster_pixel_labels,
     rowcol_to_xy,
     vector_pixel_labels,
 )
-from geoembed.raster import open_scene
+from geoembed.io.scenes import open_scene
 from tests.conftest import write_raster
 
 

@@ -11,10 +11,10 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
-from geoembed import sampling
 from geoembed.errors import CRSError, InputError, RasterError
-from geoembed.raster import open_scene, open_scenes
-from geoembed.sampling import TripletSampler, sample_triplets
+from geoembed.io.scenes import open_scene, open_scenes
+from geoembed.samplers import triplets as sampling
+from geoembed.samplers.triplets import TripletSampler, sample_triplets
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
 
 

@@ -12,12 +12,12 @@ import torch
 from rasterio.windows import Window
 from sklearn.metrics import f1_score, jaccard_score, precision_score
 
-from geoembed.checkpoint import load_checkpoint
 from geoembed.errors import InputError, OutputExistsError, RasterError
-from geoembed.grid import grid_offsets
-from geoembed.raster import open_scene
-from geoembed.segmentation import NODATA, WeakPredictor, blend_weights, segment
-from geoembed.weak import weak_train
+from geoembed.inference.segmentation import NODATA, WeakPredictor, blend_weights, segment
+from geoembed.io.checkpoint import load_checkpoint
+from geoembed.io.scenes import open_scene
+from geoembed.samplers.grid import grid_offsets
+from geoembed.trainers.weak import weak_train
 from tests.conftest import write_raster
 from tests.test_weak import TINY, point_labels, weak_scene
 

@@ -9,7 +9,7 @@ HEAVY = ("torch", "segmentation_models_pytorch", "torchvision")
 
 SCRIPT = """
 import sys
-import geoembed, geoembed.sampling, geoembed.store, geoembed.raster, geoembed.cli
+import geoembed, geoembed.samplers.triplets, geoembed.io.store, geoembed.io.scenes, geoembed.cli
 from geoembed.cli import main
 for argv in (["--help"], ["tile", "--help"], ["demo", "--help"]):
     try:

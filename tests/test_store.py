@@ -13,11 +13,11 @@ import shapely
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from geoembed import store as store_mod
 from geoembed.errors import InputError, OutputExistsError
-from geoembed.raster import open_scenes
-from geoembed.sampling import TripletSampler
-from geoembed.store import open_store, tile
+from geoembed.io import store as store_mod
+from geoembed.io.scenes import open_scenes
+from geoembed.io.store import open_store, tile
+from geoembed.samplers.triplets import TripletSampler
 from tests.conftest import write_raster
 
 META_KEYS = {"format", "geoembed_version", "n_triplets", "tile_size", "neighborhood", "bands",

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from geoembed.checkpoint import load_checkpoint
-from geoembed.datasets import (
+from geoembed.datasets.triplets import (
     OnTheFlyTripletDataset,
     TripletStoreDataset,
     _dihedral_view,
@@ -19,10 +18,11 @@ from geoembed.datasets import (
     dihedral,
 )
 from geoembed.errors import CheckpointError, DeviceError, InputError, OutputExistsError
+from geoembed.io.checkpoint import load_checkpoint
+from geoembed.io.scenes import band_statistics, open_scenes
 from geoembed.models import build_encoder, encoder_from_checkpoint
-from geoembed.raster import band_statistics, open_scenes
-from geoembed.tile2vec import embed_triplets, evaluate_triplets, train
-from geoembed.training import read_metrics
+from geoembed.trainers.fit import read_metrics
+from geoembed.trainers.tile2vec import embed_triplets, evaluate_triplets, train
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
 TINY = {"encoder": "tilenet", "z_dim": 16, "base_width": 8, "batch_size": 16,
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    from geoembed.store import tile
+    from geoembed.io.store import tile
 
     out = tmp_path_factory.mktemp("t2v") / "store"
     return tile([SCENE], out, n_triplets=96, tile_size=16, neighborhood=16, seed=0,

@@ -12,19 +12,19 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.geometry import Point, box
 
-from geoembed.checkpoint import load_checkpoint
+from geoembed.datasets.weak import PointTiles, random_dihedral
 from geoembed.errors import InputError, LabelError, OutputExistsError, RasterError
+from geoembed.io.checkpoint import load_checkpoint
+from geoembed.io.scenes import band_statistics, open_scene
 from geoembed.losses import IGNORE_INDEX, cam_image_loss, masked_pixel_loss
 from geoembed.models.unet_cam import WeakUNet
-from geoembed.raster import band_statistics, open_scene
-from geoembed.training import read_metrics
-from geoembed.weak import (
+from geoembed.trainers.fit import read_metrics
+from geoembed.trainers.weak import (
     class_encoding,
     majority_scores,
     search_threshold,
     weak_train,
 )
-from geoembed.weak_data import PointTiles, random_dihedral
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
 
 TINY = {"encoder_depth": 3, "decoder_channels": (16, 8, 4)}
@@ -369,7 +369,7 @@ def test_dense_training_with_positive_values(tmp_path):
 
 
 def test_image_windows_are_whole_pixels_in_the_scene(tmp_path):
-    from geoembed.weak import polygon_window
+    from geoembed.trainers.weak import polygon_window
 
     path, _ = weak_scene(tmp_path)
     scene = open_scene(path)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from geoembed.errors import CheckpointError, InputError
+from geoembed.errors import CheckpointError, InputError, first_line
 from geoembed.models.tilenet import TileNet
 
 
@@ -89,7 +89,7 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> None:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit this model "
-                              f"({str(exc).splitlines()[0][:160]})") from None
+                              f"({first_line(exc)})") from None
 
 
 def encoder_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
@@ -101,5 +101,5 @@ def encoder_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"the checkpoint's encoder cannot be rebuilt ({type(exc).__name__}:"
-                              f" {str(exc).splitlines()[0][:160]})") from None
+                              f" {first_line(exc)})") from None
     return model.eval()

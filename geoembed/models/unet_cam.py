@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from geoembed.errors import CheckpointError, InputError
+from geoembed.errors import CheckpointError, InputError, first_line
 
 LABEL_TYPES = ("image", "pixel", "dense")
 DEFAULT_ENCODER = "resnet18"
@@ -84,7 +84,7 @@ class WeakUNet(nn.Module):
                              ) from None
         except (ValueError, AssertionError) as exc:
             raise InputError(f"cannot build a U-Net with encoder {encoder!r} and depth "
-                             f"{encoder_depth} ({str(exc).splitlines()[0][:120]})") from None
+                             f"{encoder_depth} ({first_line(exc, 120)})") from None
         self.encoder = unet.encoder
         self.decoder = unet.decoder
         _drop_unused_stages(self.encoder, encoder_depth)
@@ -176,5 +176,5 @@ def weak_model_from_checkpoint(ckpt: dict[str, Any]) -> WeakUNet:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError, InputError) as exc:
         raise CheckpointError(f"the checkpoint's U-Net cannot be rebuilt ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:160]})") from None
+                              f"{first_line(exc)})") from None
     return model.eval()

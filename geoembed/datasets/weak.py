@@ -1,10 +1,10 @@
 """Torch datasets for weakly supervised U-Nets: image-level, single-pixel and dense labels.
 
-Every dataset reads windows from :class:`~geoembed.raster.Scene` objects on demand (no
+Every dataset reads windows from :class:`~geoembed.io.scenes.Scene` objects on demand (no
 whole-scene load; a Scene reopens its handle in each DataLoader worker), standardises them
-with the training band statistics (:func:`~geoembed.raster.normalize`, nodata -> 0), and
+with the training band statistics (:func:`~geoembed.io.scenes.normalize`, nodata -> 0), and
 augments with random flips and 90-degree rotations drawn from torch's RNG, which
-:func:`geoembed.training.fit` seeds per epoch (a resumed run repeats exactly).
+:func:`geoembed.trainers.fit.fit` seeds per epoch (a resumed run repeats exactly).
 
 Items:
     * :class:`ImageTiles`: ``(x (C,t,t) float32, valid (t,t) bool, label int64)``.
@@ -23,8 +23,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
+from geoembed.io.scenes import BandStats, Scene, normalize
 from geoembed.losses import IGNORE_INDEX
-from geoembed.raster import BandStats, Scene, normalize
 
 
 def random_dihedral(*arrays: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -242,7 +242,7 @@ def dense_candidates(source: DenseSource, tile: int) -> tuple[np.ndarray, np.nda
     Reads the label raster strip by strip. Returns ``(offsets (n, 2) [row, col],
     labelled_fraction (n,), value_counts {value: pixels})`` over labelled valid pixels.
     """
-    from geoembed.grid import grid_offsets
+    from geoembed.samplers.grid import grid_offsets
 
     scene = source.scene
     rows = grid_offsets(scene.height, tile, tile, cover_end=True)

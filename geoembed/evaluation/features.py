@@ -14,7 +14,7 @@ Every feature set describes one labelled pixel:
 - ``embedding+bands``: both concatenated.
 
 Tiles are read one window per label (never the whole scene). A tile that leaves the scene, or
-covers nodata, is read with the missing pixels marked invalid; :func:`geoembed.raster.normalize`
+covers nodata, is read with the missing pixels marked invalid; :func:`geoembed.io.scenes.normalize`
 sets invalid pixels to 0, the band mean, which is what the encoder sees. ``tile-stats`` uses the
 valid pixels only.
 """
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from geoembed.errors import CRSError, InputError, RasterError
-from geoembed.raster import BandStats, Scene, normalize
+from geoembed.errors import CRSError, InputError, RasterError, first_line
+from geoembed.io.scenes import BandStats, Scene, normalize
 
 FEATURE_SETS = ("embedding", "bands", "tile-stats", "random-encoder", "pca", "embedding+bands")
 NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
@@ -243,7 +243,7 @@ def label_features(scene: Scene, rows: np.ndarray, cols: np.ndarray, names: Sequ
 
 def sample_embedding_raster(path: str | os.PathLike, scene: Scene, rows: np.ndarray,
                             cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Sample an embedding GeoTIFF (float or int8, see :mod:`geoembed.explore`) at scene pixels.
+    """Sample an embedding GeoTIFF (float or int8, :mod:`~geoembed.io.embeddings`) at scene pixels.
 
     The centers of the scene pixels are transformed from the scene's CRS to the embedding
     raster's CRS; each takes the value of the embedding pixel that contains it.
@@ -258,8 +258,8 @@ def sample_embedding_raster(path: str | os.PathLike, scene: Scene, rows: np.ndar
     """
     import rasterio
 
-    from geoembed.explore import embedding_info, sample_embeddings
-    from geoembed.labels import rowcol_to_xy
+    from geoembed.io.embeddings import embedding_info, sample_embeddings
+    from geoembed.io.labels import rowcol_to_xy
 
     info = embedding_info(path)
     with rasterio.open(path) as ds:
@@ -274,7 +274,7 @@ def sample_embedding_raster(path: str | os.PathLike, scene: Scene, rows: np.ndar
         raise
     except Exception as exc:  # PROJ / rasterio errors from the transformation
         raise CRSError(f"{path}: cannot transform the labels from {scene.crs} to the embedding "
-                       f"raster's CRS {info.crs} ({str(exc).splitlines()[0][:120]})") from None
+                       f"raster's CRS {info.crs} ({first_line(exc, 120)})") from None
     if not covered.any():
         raise RasterError(f"{path}: the embedding raster (CRS {info.crs}, bounds {bounds}) "
                           f"covers none of the {len(rows)} labels; embed the scene the labels "

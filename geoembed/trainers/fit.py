@@ -30,9 +30,15 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from geoembed.checkpoint import load_checkpoint, save_checkpoint
 from geoembed.devices import autocast_context, resolve_device
-from geoembed.errors import CheckpointError, InputError, OutputExistsError
+from geoembed.errors import (
+    CheckpointError,
+    InputError,
+    OutputExistsError,
+    TrainingDivergedError,
+    first_line,
+)
+from geoembed.io.checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
@@ -286,7 +292,10 @@ def _run_epoch(net: nn.Module, loader: DataLoader, step: StepFn, to_device: Call
             out = step(net, batch, to_device)
         loss = out.loss
         if not torch.isfinite(loss.detach()).all():
-            raise FloatingPointError(f"{desc}: the loss became {loss.item()}; lower --lr")
+            raise TrainingDivergedError(
+                f"{desc}: the loss became {loss.item()} at batch {i + 1}; training stopped and "
+                "the checkpoint of the last finished epoch is kept. Lower --lr, or check the "
+                "input's band statistics (constant or huge bands, nodata not declared)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -337,7 +346,7 @@ def _restore(path: Path, kind: str, options: dict, model: nn.Module,
         optimizer.load_state_dict(ckpt["optimizer"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"--resume: {path} does not fit this model "
-                              f"({str(exc).splitlines()[0][:160]})") from None
+                              f"({first_line(exc)})") from None
     return int(ckpt["epoch"]), list(ckpt.get("history", []))
 
 

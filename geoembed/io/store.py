@@ -35,8 +35,9 @@ import rasterio
 
 from geoembed import __version__
 from geoembed.errors import CRSError, InputError, OutputExistsError
-from geoembed.raster import BandStats, Scene, band_statistics, open_scenes, temporary_sibling
-from geoembed.sampling import ROLES, TripletSampler
+from geoembed.io.outputs import temporary_sibling
+from geoembed.io.scenes import BandStats, Scene, band_statistics, open_scenes
+from geoembed.samplers.triplets import ROLES, TripletSampler
 
 FORMAT = "geoembed-triplets"
 TRIPLETS = "triplets.npy"

@@ -10,17 +10,10 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from geoembed import raster as raster_mod
 from geoembed.errors import CRSError, InputError, OutputExistsError, RasterError
-from geoembed.raster import (
-    BandStats,
-    RasterWriter,
-    band_statistics,
-    normalize,
-    open_scene,
-    open_scenes,
-    write_geotiff,
-)
+from geoembed.io import outputs as outputs_mod
+from geoembed.io.geotiff import RasterWriter, write_geotiff
+from geoembed.io.scenes import BandStats, band_statistics, normalize, open_scene, open_scenes
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
 
 
@@ -169,4 +162,4 @@ def test_cog_output(tmp_path):
         assert ds.crs.to_epsg() == 32610 and ds.nodata == 0 and ds.descriptions == ("x", "y")
         np.testing.assert_array_equal(ds.read(), data)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif"]
-    assert raster_mod.temporary_sibling(path).parent == tmp_path
+    assert outputs_mod.temporary_sibling(path).parent == tmp_path

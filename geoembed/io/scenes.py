@@ -1,4 +1,4 @@
-"""Raster I/O: open scenes, read windows with their validity masks, band statistics, write GeoTIFFs.
+"""Scenes: open GDAL rasters, read windows with their validity masks, band statistics.
 
 Arrays are ``(C, H, W)`` (rasterio's order). Bands are 1-based like rasterio. A pixel is
 *valid* when the dataset's mask says so for every selected band (dataset nodata, internal or
@@ -8,8 +8,6 @@ sidecar masks, alpha bands) and, for floating-point data, when every band is fin
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import NodataShadowWarning, RasterioIOError
 from rasterio.windows import Window
 
-from geoembed.errors import CRSError, InputError, OutputExistsError, RasterError
+from geoembed.errors import CRSError, InputError, RasterError, first_line
 
 
 @dataclass
@@ -147,6 +145,21 @@ def _inside_mask(window: Window, width: int, height: int, shape: tuple[int, int]
     return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
 
 
+def open_dataset(path: str | os.PathLike) -> rasterio.io.DatasetReader:
+    """``rasterio.open`` with one-line errors: no such file, or not a raster GDAL can read.
+
+    Raises:
+        InputError: the path does not exist.
+        RasterError: GDAL cannot open it as a raster.
+    """
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterError(f"{path}: not a raster GDAL can read ({first_line(exc)})") from None
+
+
 def open_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, *,
                allow_no_crs: bool = False) -> Scene:
     """Open a GDAL-readable raster as a :class:`Scene`.
@@ -162,13 +175,7 @@ def open_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, *,
         CRSError: the raster has no CRS and ``allow_no_crs`` is false.
     """
     path = str(path)
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    try:
-        ds = rasterio.open(path)
-    except RasterioIOError as exc:
-        raise RasterError(f"{path}: not a raster GDAL can read ({_first_line(exc)})") from None
-    with ds:
+    with open_dataset(path) as ds:
         if ds.count == 0:
             raise RasterError(f"{path}: the raster has no bands")
         if bands is None or len(bands) == 0:
@@ -231,9 +238,6 @@ def open_scenes(paths: Iterable[str | os.PathLike], bands: Sequence[int] | None 
     return scenes
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
 
 @dataclass
 class BandStats:
@@ -294,142 +298,6 @@ def band_statistics(scenes: Sequence[Scene], *, n_windows: int = 64, window_size
         p2=p2.tolist(),
         p98=p98.tolist(),
     )
-
-
-def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``; make the parent directory."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def temporary_sibling(path: str | os.PathLike) -> Path:
-    """A hidden temporary path next to ``path`` (same filesystem, so rename is atomic)."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def replace_path(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``, replacing a file or a directory that is there."""
-    if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-
-
-class RasterWriter:
-    """Write a georeferenced GeoTIFF window by window, atomically.
-
-    Data go to a temporary file next to the output, renamed into place when the ``with``
-    block ends without error (an interrupted run leaves nothing at the output path).
-    With ``cog=True`` the result is converted to a Cloud Optimized GeoTIFF with overviews.
-
-    Example:
-        >>> with RasterWriter(path, width=w, height=h, count=3, dtype="float32",
-        ...                   crs=crs, transform=transform, nodata=np.nan) as out:
-        ...     out.write(block, Window(0, 0, w, 256))
-    """
-
-    def __init__(self, path: str | os.PathLike, *, width: int, height: int, count: int,
-                 dtype: str | np.dtype, crs: Any, transform: Any, nodata: float | None = None,
-                 descriptions: Sequence[str] | None = None, tags: dict[str, Any] | None = None,
-                 band_tags: Sequence[dict[str, Any]] | None = None, overwrite: bool = False,
-                 cog: bool = False, blocksize: int = 256, compress: str = "deflate",
-                 overview_resampling: str = "average") -> None:
-        self.path = check_output(path, overwrite)
-        self.cog = cog
-        self.overview_resampling = overview_resampling
-        self.compress = compress
-        self.blocksize = blocksize
-        self._tmp = temporary_sibling(self.path)
-        dtype = np.dtype(dtype).name
-        tiled = width >= 16 and height >= 16
-        profile = {
-            "driver": "GTiff", "width": width, "height": height, "count": count,
-            "dtype": dtype, "crs": crs, "transform": transform, "nodata": nodata,
-            "compress": compress, "BIGTIFF": "IF_SAFER",
-        }
-        if tiled:
-            bs = min(blocksize, 16 * max(1, min(width, height) // 16))
-            profile.update(tiled=True, blockxsize=bs, blockysize=bs)
-        if np.issubdtype(np.dtype(dtype), np.floating):
-            profile["predictor"] = 3
-        elif compress in ("deflate", "lzw", "zstd"):
-            profile["predictor"] = 2
-        self._profile = profile
-        self._descriptions = list(descriptions) if descriptions is not None else None
-        self._tags = {k: str(v) for k, v in (tags or {}).items()}
-        self._band_tags = band_tags
-        self._ds: Any = None
-
-    def __enter__(self) -> RasterWriter:
-        self._ds = rasterio.open(self._tmp, "w", **self._profile)
-        if self._descriptions is not None:
-            for i, d in enumerate(self._descriptions, start=1):
-                self._ds.set_band_description(i, d)
-        if self._tags:
-            self._ds.update_tags(**self._tags)
-        if self._band_tags:
-            for i, t in enumerate(self._band_tags, start=1):
-                self._ds.update_tags(i, **{k: str(v) for k, v in t.items()})
-        return self
-
-    @property
-    def dataset(self) -> Any:
-        return self._ds
-
-    def write(self, array: np.ndarray, window: Window) -> None:
-        """Write ``(count, h, w)`` (or ``(h, w)`` for one band) at ``window``."""
-        if array.ndim == 2:
-            array = array[None]
-        self._ds.write(array.astype(self._profile["dtype"], copy=False), window=window)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            self._ds.close()
-            if exc_type is None:
-                if self.cog:
-                    cog_tmp = temporary_sibling(self.path)
-                    try:
-                        _to_cog(self._tmp, cog_tmp, self._profile, self.overview_resampling,
-                                self.compress, self.blocksize)
-                    except BaseException:
-                        cog_tmp.unlink(missing_ok=True)
-                        raise
-                    self._tmp.unlink(missing_ok=True)
-                    replace_path(cog_tmp, self.path)
-                else:
-                    replace_path(self._tmp, self.path)
-        finally:
-            self._tmp.unlink(missing_ok=True)
-
-
-def _to_cog(src: Path, dst: Path, profile: dict, resampling: str, compress: str,
-            blocksize: int) -> None:
-    """Copy a GeoTIFF to a Cloud Optimized GeoTIFF (GDAL's COG driver builds the overviews)."""
-    opts: dict[str, Any] = {
-        "driver": "COG", "compress": compress, "blocksize": blocksize,
-        "overview_resampling": resampling, "resampling": resampling, "BIGTIFF": "IF_SAFER",
-    }
-    if "predictor" in profile:
-        opts["predictor"] = "FLOATING_POINT" if profile["predictor"] == 3 else "YES"
-    rasterio.shutil.copy(str(src), str(dst), **opts)
-
-
-def write_geotiff(path: str | os.PathLike, array: np.ndarray, *, crs: Any, transform: Any,
-                  nodata: float | None = None, descriptions: Sequence[str] | None = None,
-                  tags: dict[str, Any] | None = None, overwrite: bool = False,
-                  cog: bool = False) -> Path:
-    """Write a whole ``(C, H, W)`` (or ``(H, W)``) array as a tiled, compressed GeoTIFF."""
-    if array.ndim == 2:
-        array = array[None]
-    count, height, width = array.shape
-    with RasterWriter(path, width=width, height=height, count=count, dtype=array.dtype,
-                      crs=crs, transform=transform, nodata=nodata, descriptions=descriptions,
-                      tags=tags, overwrite=overwrite, cog=cog) as out:
-        out.write(array, Window(0, 0, width, height))
-    return Path(path)
 
 
 def normalize(data: np.ndarray, stats: BandStats | dict, valid: np.ndarray | None = None

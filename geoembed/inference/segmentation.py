@@ -37,12 +37,14 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from geoembed.checkpoint import file_sha256, load_checkpoint
 from geoembed.devices import autocast_context, resolve_device
 from geoembed.errors import InputError, RasterError
-from geoembed.grid import WindowGrid, iter_grid_rows
+from geoembed.io.checkpoint import file_sha256, load_checkpoint
+from geoembed.io.geotiff import RasterWriter
+from geoembed.io.outputs import check_output
+from geoembed.io.scenes import Scene, normalize, open_scene
 from geoembed.models.unet_cam import WeakUNet, weak_model_from_checkpoint
-from geoembed.raster import RasterWriter, Scene, check_output, normalize, open_scene
+from geoembed.samplers.grid import WindowGrid, iter_grid_rows
 
 KIND = "weak"
 NODATA = 255
@@ -228,7 +230,7 @@ class _Reference:
     """A reference raster on the scene's grid, read chunk by chunk and mapped to codes."""
 
     def __init__(self, path: str | os.PathLike, scene: Scene, mapping: Any) -> None:
-        from geoembed.labels import check_same_grid
+        from geoembed.io.labels import check_same_grid
 
         self.scene = open_scene(path, bands=[1], allow_no_crs=scene.crs is None)
         check_same_grid(scene, self.scene, what="reference raster")
@@ -383,7 +385,7 @@ def segment(
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from geoembed.raster import replace_path, temporary_sibling
+    from geoembed.io.outputs import replace_path, temporary_sibling
 
     tmp = temporary_sibling(path)
     try:

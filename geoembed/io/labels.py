@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from geoembed.errors import CRSError, InputError, LabelError, RasterError
-from geoembed.raster import Scene
+from geoembed.errors import CRSError, InputError, LabelError, RasterError, first_line
+from geoembed.io.scenes import Scene
 
 
 def read_vector(path: str | os.PathLike, *, layer: str | None = None) -> Any:
@@ -28,7 +28,7 @@ def read_vector(path: str | os.PathLike, *, layer: str | None = None) -> Any:
     try:
         gdf = gpd.read_file(path, layer=layer)
     except Exception as exc:  # pyogrio / fiona raise their own error types
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise InputError(f"{path}: not a vector file geopandas can read ({msg})") from None
     if gdf.crs is None:
         raise CRSError(f"{path}: the vector file has no CRS; set one (e.g. ogr2ogr -a_srs)")
@@ -51,7 +51,7 @@ def to_crs(gdf: Any, crs: Any, source: str = "labels") -> Any:
         out = gdf.to_crs(crs)
     except Exception as exc:
         raise CRSError(f"{source}: cannot transform from {gdf.crs} to {crs} "
-                       f"({str(exc).splitlines()[0][:120]})") from None
+                       f"({first_line(exc, 120)})") from None
     finite = np.isfinite(out.geometry.bounds.to_numpy()).all(axis=1)
     if not finite.all():
         if not finite.any():
@@ -225,7 +225,7 @@ def raster_pixel_labels(path: str | os.PathLike | Path, scene: Scene, *,
 
     With ``max_labels`` a random subset of the labelled valid pixels is returned.
     """
-    from geoembed.raster import open_scene
+    from geoembed.io.scenes import open_scene
 
     lab = open_scene(path, bands=[1], allow_no_crs=scene.crs is None)
     check_same_grid(scene, lab)

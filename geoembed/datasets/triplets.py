@@ -1,9 +1,9 @@
 """Torch datasets of Tile2Vec triplets: over a triplet store, or sampled from scenes on the fly.
 
 Every item is a float32 tensor ``(3, C, T, T)`` (anchor, neighbor, distant), standardised
-with the band statistics by :func:`geoembed.raster.normalize` (the same normalisation that
+with the band statistics by :func:`geoembed.io.scenes.normalize` (the same normalisation that
 embedding a scene uses), and, when augmenting, each tile independently flipped / rotated
-by a multiple of 90 degrees with torch's global RNG, which :func:`geoembed.training.fit`
+by a multiple of 90 degrees with torch's global RNG, which :func:`geoembed.trainers.fit.fit`
 seeds per epoch (and per DataLoader worker), so that a resumed run draws the same
 augmentations as an uninterrupted one.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geoembed.raster import BandStats, Scene, normalize
+from geoembed.io.scenes import BandStats, Scene, normalize
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation
@@ -111,14 +111,14 @@ class TripletStoreDataset(Dataset):
     map is reopened in a process that did not create it (DataLoader workers under spawn).
 
     Args:
-        store: a store directory or an opened :class:`geoembed.store.TripletStore`.
+        store: a store directory or an opened :class:`geoembed.io.store.TripletStore`.
         augment: random flips and 90-degree rotations, independently per tile.
         indices: optional subset of triplet indexes (e.g. a held-out split).
     """
 
     def __init__(self, store: Any, *, augment: bool = True,
                  indices: Sequence[int] | np.ndarray | None = None) -> None:
-        from geoembed.store import open_store
+        from geoembed.io.store import open_store
 
         if isinstance(store, (str, os.PathLike)):
             store = open_store(store)
@@ -146,7 +146,7 @@ class TripletStoreDataset(Dataset):
     def triplets(self) -> np.ndarray:
         """The store's memory-mapped ``(N, 3, C, T, T)`` array (opened in this process)."""
         if self._array is None or self._pid != os.getpid():
-            from geoembed.store import open_store
+            from geoembed.io.store import open_store
 
             self._array = open_store(self.path).triplets
             self._pid = os.getpid()
@@ -171,28 +171,29 @@ class TripletStoreDataset(Dataset):
 
 class OnTheFlyTripletDataset(Dataset):
     """Fresh triplets sampled from scenes: item ``i`` of epoch ``e`` is drawn with
-    ``numpy.random.default_rng([seed, e, i])`` by :class:`geoembed.sampling.TripletSampler`.
+    ``numpy.random.default_rng([seed, e, i])`` by
+    :class:`~geoembed.samplers.triplets.TripletSampler`.
 
     The same (seed, epoch, index) always gives the same triplet, in any process and in any
     order, so DataLoader workers, DDP ranks and resumed runs agree; :meth:`set_epoch`
-    (called by :func:`geoembed.training.fit`) moves to the next epoch's triplets.
+    (called by :func:`geoembed.trainers.fit.fit`) moves to the next epoch's triplets.
 
     Args:
         scenes: opened scenes (same band count).
         n_triplets: triplets per epoch.
         tile_size: tile side in pixels.
         neighborhood: neighbor centre within this many pixels of the anchor centre.
-        band_stats: normalisation statistics (e.g. :func:`geoembed.raster.band_statistics`).
+        band_stats: normalisation statistics (e.g. :func:`geoembed.io.scenes.band_statistics`).
         seed: base seed of the draws.
         augment: random flips and 90-degree rotations, independently per tile.
-        **sampler_kwargs: passed to :class:`~geoembed.sampling.TripletSampler`
+        **sampler_kwargs: passed to :class:`~geoembed.samplers.triplets.TripletSampler`
             (``max_nodata``, ``distant_other_scene_prob``, ``aoi``).
     """
 
     def __init__(self, scenes: Sequence[Scene], n_triplets: int, tile_size: int,
                  neighborhood: int, *, band_stats: BandStats, seed: int = 0,
                  augment: bool = True, **sampler_kwargs: Any) -> None:
-        from geoembed.sampling import TripletSampler
+        from geoembed.samplers.triplets import TripletSampler
 
         if n_triplets < 1:
             raise ValueError("n_triplets must be at least 1")

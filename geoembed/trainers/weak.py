@@ -3,7 +3,7 @@ dense labels, and the CAM threshold.
 
 :func:`weak_train` is the Python API behind ``geoembed weak train`` (``geoembed.weak_train``).
 It prepares the labels, builds a :class:`~geoembed.models.unet_cam.WeakUNet` and runs the
-shared loop :func:`geoembed.training.fit` (device, bf16 AMP on CUDA, DDP under torchrun,
+shared loop :func:`geoembed.trainers.fit.fit` (device, bf16 AMP on CUDA, DDP under torchrun,
 checkpoint every epoch, ``resume``, metrics.csv, loss.png).
 
 Label types:
@@ -39,15 +39,24 @@ import torch
 from rasterio.windows import Window
 from torch import nn
 
-from geoembed.checkpoint import load_checkpoint, save_checkpoint
+from geoembed.datasets.weak import (
+    DenseSource,
+    DenseTiles,
+    ImageTiles,
+    PointTiles,
+    dense_candidates,
+)
 from geoembed.devices import resolve_device
 from geoembed.errors import InputError, LabelError
-from geoembed.labels import (
+from geoembed.inference.segmentation import value_key
+from geoembed.io.checkpoint import load_checkpoint, save_checkpoint
+from geoembed.io.labels import (
     read_vector,
     require_column,
     to_crs,
     vector_pixel_labels,
 )
+from geoembed.io.scenes import BandStats, Scene, band_statistics, open_scene, open_scenes
 from geoembed.losses import cam_image_loss, masked_pixel_correct, masked_pixel_loss
 from geoembed.models.unet_cam import (
     DEFAULT_DEPTH,
@@ -56,22 +65,13 @@ from geoembed.models.unet_cam import (
     build_weak_model,
     weak_model_config,
 )
-from geoembed.raster import BandStats, Scene, band_statistics, open_scene, open_scenes
-from geoembed.segmentation import value_key
-from geoembed.training import (
+from geoembed.trainers.fit import (
     StepOutput,
     check_run_dir,
     clear_run,
     fit,
     is_main_process,
     seed_everything,
-)
-from geoembed.weak_data import (
-    DenseSource,
-    DenseTiles,
-    ImageTiles,
-    PointTiles,
-    dense_candidates,
 )
 
 KIND = "weak"
@@ -313,7 +313,7 @@ def prepare_pixel_labels(scenes: Sequence[Scene], labels: Any, column: str, *, t
 
 def _points_on_nodata(gdf: Any, scene: Scene) -> np.ndarray:
     """Which features fall inside ``scene`` but on a nodata pixel (for drop counts)."""
-    from geoembed.labels import pixel_validity, xy_to_rowcol
+    from geoembed.io.labels import pixel_validity, xy_to_rowcol
 
     if len(gdf) == 0:
         return np.zeros(0, dtype=bool)
@@ -335,7 +335,7 @@ def prepare_dense_labels(scenes: Sequence[Scene], labels: Sequence[Any], *, tile
     jittered by up to half a tile each epoch, with ``max_labels=N`` exactly N cells (chosen at
     random among those at least half labelled) are used as they are.
     """
-    from geoembed.labels import check_same_grid
+    from geoembed.io.labels import check_same_grid
 
     paths = [labels] if isinstance(labels, str | os.PathLike) else list(labels)
     if len(paths) != len(scenes):

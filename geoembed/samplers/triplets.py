@@ -40,7 +40,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError, RasterError
-from geoembed.raster import Scene
+from geoembed.io.scenes import Scene
 
 ROLES = ("anchor", "neighbor", "distant")
 CHUNK = 512
@@ -50,7 +50,7 @@ _COVERAGE_CELLS = 256  # coverage map: at most this many cells along a scene's l
 _ND_TRIES = 20  # neighbor/distant redraws for one anchor before the anchor is redrawn
 _INNER_TRIES = 32  # vectorised rejection rounds for one position draw
 _WINDOW_READ_BYTES = 256 * 1024  # one windowed read costs about a bulk read of this many bytes
-_STRIP_BYTES = 16 * 2**20  # at most this many bytes per strip read
+STRIP_BYTES = 16 * 2**20  # at most this many bytes per strip read
 _BATCH = 512  # windows cut out of a strip at once
 
 # sink(triplet_indices, role_indices, tiles (k, C, T, T)) receives the pixels of valid windows,
@@ -191,7 +191,7 @@ class TripletSampler:
         gh, gw = math.ceil(hr / cell), math.ceil(wr / cell)
         valid_kind, nodata = _valid_kind(scene)
         itemsize = np.dtype(scene.dtype).itemsize
-        strip_h = max(1, _STRIP_BYTES // max(1, scene.width * scene.count * itemsize))
+        strip_h = max(1, STRIP_BYTES // max(1, scene.width * scene.count * itemsize))
         block_h = scene.dataset.block_shapes[0][0]
         if block_h <= strip_h:
             strip_h -= strip_h % block_h
@@ -600,7 +600,7 @@ def sample_triplets(scenes: Sequence[Scene | str | PathLike], n: int, tile_size:
 
     Keyword arguments go to :class:`TripletSampler`.
     """
-    from geoembed.raster import open_scenes
+    from geoembed.io.scenes import open_scenes
 
     if all(isinstance(s, Scene) for s in scenes):
         opened = list(scenes)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from geoembed import __version__
-from geoembed.errors import CheckpointError
-from geoembed.raster import replace_path, temporary_sibling
+from geoembed.errors import CheckpointError, first_line
+from geoembed.io.outputs import replace_path, temporary_sibling
 
 FORMAT = "geoembed-checkpoint"
 
@@ -53,7 +53,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         raise CheckpointError(
             f"{path}: refused to load: not a plain weights file ({first[:120]}); "
             "geoembed only loads checkpoints it wrote"

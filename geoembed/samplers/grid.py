@@ -18,7 +18,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoembed.errors import InputError, RasterError
-from geoembed.raster import Scene
+from geoembed.io.scenes import Scene
 
 
 def grid_offsets(length: int, tile: int, stride: int, cover_end: bool = False) -> list[int]:

@@ -1,7 +1,7 @@
 """Land-cover classifiers on embeddings against baselines, with spatially blocked cross-validation.
 
 :func:`evaluate` turns labels (points, polygons or a label raster) into labelled scene pixels,
-computes feature sets for them (:mod:`geoembed.features`), and cross-validates a logistic
+computes feature sets for them (:mod:`geoembed.evaluation.features`), and cross-validates a logistic
 regression (the linear probe) and/or a random forest on each feature set:
 
 - ``spatial`` CV: labels are grouped in square blocks of ``block_size`` pixels (block id from
@@ -39,7 +39,7 @@ import numpy as np
 
 from geoembed import __version__
 from geoembed.errors import CheckpointError, InputError, LabelError, OutputExistsError
-from geoembed.features import (
+from geoembed.evaluation.features import (
     FEATURE_SETS,
     TileFeatureSpec,
     available_feature_sets,
@@ -50,7 +50,7 @@ from geoembed.features import (
     random_tile_sample,
     sample_embedding_raster,
 )
-from geoembed.labels import PixelLabels, encode_classes, rowcol_to_xy
+from geoembed.io.labels import PixelLabels, encode_classes, rowcol_to_xy
 
 CLASSIFIERS = ("logreg", "rf")
 CV_SCHEMES = ("spatial", "random")
@@ -317,7 +317,7 @@ def format_table(rows: Sequence[dict]) -> str:
 def _load_labels(scene: Any, labels: Any, label_column: str | None, labels_raster: Any,
                  max_labels: int | None, polygon_samples: int | None, seed: int
                  ) -> tuple[PixelLabels, str]:
-    from geoembed.labels import raster_pixel_labels, vector_pixel_labels
+    from geoembed.io.labels import raster_pixel_labels, vector_pixel_labels
 
     if (labels is None) == (labels_raster is None):
         raise InputError("give exactly one of --labels (vector file) and --labels-raster")
@@ -339,12 +339,12 @@ def _load_labels(scene: Any, labels: Any, label_column: str | None, labels_raste
 
 def _scene_and_model(scene_path: Any, checkpoint: Any, embeddings: Any, bands: Any,
                      allow_no_crs: bool) -> tuple[Any, Any]:
-    from geoembed.raster import open_scene
+    from geoembed.io.scenes import open_scene
 
     if checkpoint is not None and embeddings is not None:
         raise InputError("give either --checkpoint or --embeddings, not both")
     if checkpoint is not None:
-        from geoembed.embedding import load_embedding_model, open_scene_for
+        from geoembed.inference.embedding import load_embedding_model, open_scene_for
 
         em = load_embedding_model(checkpoint)
         return open_scene_for(em, scene_path, bands, allow_no_crs=allow_no_crs), em
@@ -357,7 +357,7 @@ def _bands_from_tags(embeddings: Any, scene_path: Any) -> tuple[int, ...] | None
     """The scene bands an embedding GeoTIFF was made from (its ``bands`` tag), if usable."""
     import rasterio
 
-    from geoembed.explore import embedding_info
+    from geoembed.io.embeddings import embedding_info
 
     embedding_info(embeddings)  # clear errors for a missing file / not a raster
     with rasterio.open(embeddings) as ds:
@@ -425,8 +425,8 @@ def evaluate(
             enables ``random-encoder``).
         embeddings: embedding GeoTIFF sampled at the labels (instead of ``checkpoint``).
             With neither, only the baselines (``bands``, ``tile-stats``, ``pca``) are run.
-        features: feature sets (see :data:`geoembed.features.FEATURE_SETS`); default every
-            available one.
+        features: feature sets (see :data:`~geoembed.evaluation.features.FEATURE_SETS`);
+            default every available one.
         classifier: ``"logreg"``, ``"rf"`` or ``"both"``.
         cv: ``"spatial"``, ``"random"`` or ``"both"``.
         folds: number of folds.
@@ -541,7 +541,7 @@ def evaluate(
     if em is not None:
         stats = em.band_stats
     elif need & {"tile-stats", "pca"}:
-        from geoembed.raster import band_statistics
+        from geoembed.io.scenes import band_statistics
 
         stats = band_statistics([scn], seed=seed)
     else:
@@ -630,7 +630,7 @@ def evaluate(
 
 def load_encoder_config(checkpoint: str | os.PathLike) -> dict:
     """The ``encoder`` config dict of a tile2vec checkpoint."""
-    from geoembed.checkpoint import load_checkpoint
+    from geoembed.io.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint, "tile2vec")
     if "encoder" not in ckpt:
@@ -644,7 +644,7 @@ def _write_outputs(out: Path, overwrite: bool, report: dict, rows: np.ndarray, c
                    x: np.ndarray, y_map: np.ndarray, y: np.ndarray, classes: list,
                    fold_of: dict[str, np.ndarray], preds: dict[str, np.ndarray],
                    best: dict, plots: bool = True) -> None:
-    from geoembed.raster import replace_path, temporary_sibling
+    from geoembed.io.outputs import replace_path, temporary_sibling
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(out)

@@ -2,7 +2,7 @@
 
 :func:`train` is the Python API behind ``geoembed train`` (also ``geoembed.train``). It reads
 triplets from a triplet store (``geoembed tile``) or samples them from scenes on the fly,
-and runs the shared loop :func:`geoembed.training.fit` (device, bf16 AMP on CUDA, DDP under
+and runs the shared loop :func:`geoembed.trainers.fit.fit` (device, bf16 AMP on CUDA, DDP under
 torchrun, checkpoint every epoch, ``--resume``, metrics.csv, loss.png).
 
 The checkpoint (kind ``"tile2vec"``) holds, besides what ``fit`` adds (``state_dict``,
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from geoembed.errors import InputError
+from geoembed.errors import InputError, first_line
 from geoembed.losses import DEFAULT_L2, DEFAULT_MARGIN, DEFAULT_TEMPERATURE, LOSSES, Tile2VecLoss
-from geoembed.training import (
+from geoembed.trainers.fit import (
     FitResult,
     StepOutput,
     check_run_dir,
@@ -96,7 +96,7 @@ def _check_tile_fits(model: nn.Module, name: str, in_channels: int, tile_size: i
         with torch.no_grad():
             model(torch.zeros(1, in_channels, tile_size, tile_size))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
+        first = first_line(exc)
         raise InputError(f"encoder {name!r} cannot embed {tile_size} px tiles ({first}); "
                          "use larger tiles or another encoder") from None
     finally:
@@ -188,7 +188,7 @@ def train(
         quiet: no progress bars.
 
     Returns:
-        :class:`geoembed.training.FitResult` (history, checkpoint path, trained model).
+        :class:`geoembed.trainers.fit.FitResult` (history, checkpoint path, trained model).
 
     Raises:
         InputError, CheckpointError, OutputExistsError, DeviceError, RasterError.
@@ -243,7 +243,7 @@ def _dataset(store: str | os.PathLike | None, *, scenes: Sequence | None,
              bands: Sequence[int] | None, allow_no_crs: bool, max_nodata: float | None,
              augment: bool, seed: int) -> tuple[Dataset, dict, dict]:
     """The training dataset, its options (checked on resume) and its checkpoint payload."""
-    from geoembed.datasets import OnTheFlyTripletDataset, TripletStoreDataset
+    from geoembed.datasets.triplets import OnTheFlyTripletDataset, TripletStoreDataset
 
     if (store is None) == (not scenes):
         raise InputError("give either a triplet STORE or --scenes (on-the-fly sampling), "
@@ -266,7 +266,7 @@ def _dataset(store: str | os.PathLike | None, *, scenes: Sequence | None,
                    "scenes": meta_scenes, "store": path}
         return ds, options, payload
 
-    from geoembed.raster import band_statistics, open_scenes
+    from geoembed.io.scenes import band_statistics, open_scenes
 
     n_triplets = DEFAULT_N_TRIPLETS if n_triplets is None else int(n_triplets)
     tile_size = DEFAULT_TILE_SIZE if tile_size is None else int(tile_size)

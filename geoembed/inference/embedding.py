@@ -22,7 +22,7 @@ Formats:
     * ``int8``: each vector is unit-normalised and quantised like Google's Satellite
       Embedding dataset, ``q = clip(round(sign(x) * sqrt(|x|) * 127.5), -127, 127)``, with
       nodata ``-128``; dequantise with ``x = sign(q) * (q / 127.5) ** 2``
-      (:func:`geoembed.explore.dequantize`). The maximum error on a component is about
+      (:func:`geoembed.io.embeddings.dequantize`). The maximum error on a component is about
       ``1 / 127.5``. Overviews use nearest-neighbour resampling (averaging the quantised
       codes would be wrong).
 
@@ -49,19 +49,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from geoembed import __version__
-from geoembed.checkpoint import file_sha256, load_checkpoint
 from geoembed.devices import autocast_context, resolve_device
 from geoembed.errors import CheckpointError, InputError, RasterError
-from geoembed.explore import (
-    DEQUANTIZATION,
-    INT8_NODATA,
-    band_names,
-    gdal_cache_limit,
-    quantize,
-)
-from geoembed.grid import WindowGrid, iter_grid_rows
+from geoembed.io.checkpoint import file_sha256, load_checkpoint
+from geoembed.io.embeddings import DEQUANTIZATION, INT8_NODATA, band_names, quantize
+from geoembed.io.gdal_env import gdal_cache_limit
+from geoembed.io.geotiff import RasterWriter
+from geoembed.io.outputs import check_output
+from geoembed.io.scenes import BandStats, Scene, open_scene
 from geoembed.models import encoder_from_checkpoint
-from geoembed.raster import BandStats, RasterWriter, Scene, check_output, open_scene
+from geoembed.samplers.grid import WindowGrid, iter_grid_rows
 
 KIND = "tile2vec"
 DTYPES = ("float32", "int8")

@@ -1,0 +1,1 @@
+"""Looking at embeddings: similarity search and PCA previews."""

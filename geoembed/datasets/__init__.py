@@ -1,0 +1,1 @@
+"""Torch datasets over the triplet store, over scenes on the fly, and over weak labels."""

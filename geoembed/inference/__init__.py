@@ -1,0 +1,1 @@
+"""Whole-scene inference: sliding windows through a model into a georeferenced raster."""
