@@ -10,19 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from geoembed.datasets.triplets import (
-    OnTheFlyTripletDataset,
-    TripletStoreDataset,
-    _dihedral_view,
-    augment_tiles,
-    dihedral,
-)
+from geoembed.datasets.triplets import OnTheFlyTripletDataset, TripletStoreDataset
 from geoembed.errors import CheckpointError, DeviceError, InputError, OutputExistsError
 from geoembed.io.checkpoint import load_checkpoint
 from geoembed.io.scenes import band_statistics, open_scenes
 from geoembed.models import build_encoder, encoder_from_checkpoint
 from geoembed.trainers.fit import read_metrics
 from geoembed.trainers.tile2vec import embed_triplets, evaluate_triplets, train
+from geoembed.transforms import augment_tiles, dihedral, random_dihedral
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
 TINY = {"encoder": "tilenet", "z_dim": 16, "base_width": 8, "batch_size": 16,
@@ -87,7 +82,20 @@ def test_dihedral_gives_the_eight_symmetries():
     assert len({tuple(o.flatten().tolist()) for o in outs}) == 8
     x = np.random.default_rng(0).random((2, 3, 5, 5)).astype(np.float32)
     for c in range(8):  # the NumPy views used by the datasets agree with the torch version
-        assert np.array_equal(_dihedral_view(x, c), dihedral(torch.from_numpy(x), c).numpy())
+        assert np.array_equal(dihedral(x, c), dihedral(torch.from_numpy(x), c).numpy())
+        assert np.shares_memory(dihedral(x, c), x)  # a view, no copy
+
+
+def test_random_dihedral_applies_one_code_to_every_array():
+    x = np.arange(32.0).reshape(2, 4, 4)
+    y = np.arange(16).reshape(4, 4)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 8, (20,), generator=torch.Generator().manual_seed(0)).tolist()
+    for code in codes:  # draws one code per call from the generator, the same for all arrays
+        xa, ya, ta = random_dihedral(x, y, torch.from_numpy(y), generator=g)
+        assert np.array_equal(xa, dihedral(x, code)) and np.array_equal(ya, dihedral(y, code))
+        assert xa.flags.c_contiguous and torch.equal(ta, torch.from_numpy(ya))
+    assert len(set(codes)) == 8
 
 
 def _code_of(aug: torch.Tensor, plain: torch.Tensor) -> int:

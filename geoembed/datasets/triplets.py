@@ -3,9 +3,9 @@
 Every item is a float32 tensor ``(3, C, T, T)`` (anchor, neighbor, distant), standardised
 with the band statistics by :func:`geoembed.io.scenes.normalize` (the same normalisation that
 embedding a scene uses), and, when augmenting, each tile independently flipped / rotated
-by a multiple of 90 degrees with torch's global RNG, which :func:`geoembed.trainers.fit.fit`
-seeds per epoch (and per DataLoader worker), so that a resumed run draws the same
-augmentations as an uninterrupted one.
+by :func:`geoembed.transforms.augment_tiles` (torch's global RNG, which
+:func:`geoembed.trainers.fit.fit` seeds per epoch and DataLoader worker, so that a resumed run
+draws the same augmentations as an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -20,53 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from geoembed.io.scenes import BandStats, Scene, normalize
-
-# ---------------------------------------------------------------------------------------------
-# Augmentation
-# ---------------------------------------------------------------------------------------------
-
-
-def dihedral(tile: torch.Tensor, code: int) -> torch.Tensor:
-    """Apply one of the 8 flips/rotations of the square to a ``(..., H, W)`` tile.
-
-    ``code`` in ``0..7``: bit 2 flips left-right, bits 0-1 rotate by ``90 * k`` degrees
-    (counter-clockwise) after the flip. Code 0 is the identity.
-    """
-    if code & 4:
-        tile = tile.flip(-1)
-    k = code & 3
-    return torch.rot90(tile, k, dims=(-2, -1)) if k else tile
-
-
-def random_dihedral_codes(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` independent uniform draws from the 8 flips/rotations (torch RNG).
-
-    A uniform draw from the 8 symmetries has the same distribution as the paper's independent
-    horizontal flip, vertical flip and rotation by 0/90/180/270 degrees.
-    """
-    return torch.randint(0, 8, (n,), generator=generator)
-
-
-def augment_tiles(tiles: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip/rotate each tile of ``(N, C, T, T)`` independently (a new tensor)."""
-    if tiles.shape[-1] != tiles.shape[-2]:
-        raise ValueError("augmentation by 90-degree rotations needs square tiles")
-    codes = random_dihedral_codes(tiles.shape[0], generator).tolist()
-    return torch.stack([dihedral(t, c) for t, c in zip(tiles, codes, strict=True)])
-
-
-def _dihedral_view(tile: np.ndarray, code: int) -> np.ndarray:
-    """:func:`dihedral` on a NumPy ``(..., H, W)`` array, as a view (no copy)."""
-    if code & 4:
-        tile = tile[..., ::-1]
-    k = code & 3  # np.rot90(tile, k, axes=(-2, -1)) spelled as slicing (cheaper)
-    if k == 1:
-        return tile[..., ::-1].swapaxes(-2, -1)
-    if k == 2:
-        return tile[..., ::-1, ::-1]
-    if k == 3:
-        return tile.swapaxes(-2, -1)[..., ::-1]
-    return tile
+from geoembed.transforms import augment_tiles
 
 
 def _common_nodata(values: Sequence[Any]) -> float | None:
@@ -93,9 +47,8 @@ def _to_tensor(pixels: np.ndarray, stats: BandStats, augment: bool,
         if valid.all():
             valid = None
     x = normalize(pixels, stats, valid)
-    if augment:  # codes from torch's RNG (seeded per epoch by fit); views, one copy
-        codes = random_dihedral_codes(x.shape[0]).tolist()
-        x = np.stack([_dihedral_view(t, c) for t, c in zip(x, codes, strict=True)])
+    if augment:  # codes from torch's RNG (seeded per epoch by fit); NumPy views, one copy
+        x = augment_tiles(x)
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
