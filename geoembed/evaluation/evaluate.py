@@ -50,6 +50,7 @@ from geoembed.evaluation.features import (
     random_tile_sample,
     sample_embedding_raster,
 )
+from geoembed.evaluation.metrics import scores
 from geoembed.io.labels import PixelLabels, encode_classes, rowcol_to_xy
 
 CLASSIFIERS = ("logreg", "rf")
@@ -195,34 +196,6 @@ def cross_val_predict(x: np.ndarray, y: np.ndarray, fold: np.ndarray, classifier
         test = fold == k
         pred[test] = fit_predict(classifier, x[~test], y[~test], x[test], seed)
     return pred
-
-
-def scores(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
-
-    ``y_true``/``y_pred`` are codes 0..K-1 indexing ``class_names``; rows of the confusion
-    matrix are true classes, columns predicted ones, both in ``class_names`` order.
-    """
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-    )
-
-    labels = list(range(len(class_names)))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels,
-                                                 zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro",
-                                   zero_division=0)),
-        "per_class": {str(c): {"precision": float(p[i]), "recall": float(r[i]),
-                               "f1": float(f[i]), "support": int(s[i])}
-                      for i, c in enumerate(class_names)},
-        "class_order": [str(c) for c in class_names],
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
 
 
 def _subset(train: np.ndarray, y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
