@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from pyproj import Transformer
+from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError
@@ -142,8 +144,6 @@ def transform_points(xs: np.ndarray, ys: np.ndarray, src_crs: Any, dst_crs: Any
     if dst_crs is None:
         raise CRSError("the embedding raster has no CRS, so points given in a CRS cannot be "
                        "placed on it; give them in its own coordinates")
-    from pyproj import Transformer
-    from rasterio.crs import CRS
 
     try:
         src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
