@@ -4,11 +4,13 @@ on the command line, each with its CRS.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 
 from geoembed.errors import InputError, first_line
@@ -29,8 +31,6 @@ def read_points_file(path: str | os.PathLike, crs: Any = None
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.suffix.lower() in (".csv", ".txt"):
-        import csv
-
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         if not rows:
@@ -46,8 +46,6 @@ def read_points_file(path: str | os.PathLike, crs: Any = None
                 return xs, ys, crs
         raise InputError(f"{path}: the CSV needs x,y (or lon,lat) columns; it has "
                          f"{list(rows[0])}")
-    import geopandas as gpd
-
     try:
         gdf = gpd.read_file(path)
     except Exception as exc:

@@ -1,11 +1,15 @@
-"""`geoembed similar` and `geoembed preview`: look at embedding GeoTIFFs."""
+"""`geoembed similar`: cosine-similarity maps against reference points."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
-from geoembed.cli.options import handle_errors, overwrite_option, quiet_option, seed_option
+from geoembed.cli.options import handle_errors, overwrite_option, quiet_option
+
+from geoembed.analysis.similarity import similarity_map
+from geoembed.errors import InputError
+from geoembed.io.points import merge_points, read_points_file
 
 
 @click.command("similar")
@@ -31,10 +35,6 @@ def similar_command(embeddings: Path, points: tuple[tuple[float, float], ...],
     The reference is the mean of the unit-normalised embeddings at the points; every
     output pixel is the cosine similarity (-1..1) of its embedding to it.
     """
-    from geoembed.analysis.similarity import similarity_map
-    from geoembed.errors import InputError
-    from geoembed.io.points import merge_points, read_points_file
-
     groups = [([p[0] for p in points], [p[1] for p in points], crs)]
     if points_file is not None:
         groups.append(read_points_file(points_file, crs))
@@ -44,26 +44,3 @@ def similar_command(embeddings: Path, points: tuple[tuple[float, float], ...],
     path, _ = similarity_map(embeddings, xs, ys, out, crs=first, overwrite=overwrite,
                              quiet=quiet)
     click.echo(f"{path}: cosine similarity to the mean embedding of {len(xs)} point(s)")
-
-
-@click.command("preview")
-@click.argument("embeddings", type=click.Path(path_type=Path))
-@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
-              help="Output PNG (RGB = first three principal components; nodata transparent).")
-@click.option("--max-size", type=click.IntRange(min=1), default=1024, show_default=True,
-              help="Longer side of the picture in pixels (larger rasters are read decimated).")
-@click.option("--samples", type=click.IntRange(min=10), default=100_000, show_default=True,
-              help="Valid pixels sampled to fit the PCA.")
-@seed_option
-@overwrite_option
-@quiet_option
-@handle_errors
-def preview_command(embeddings: Path, out: Path, max_size: int, samples: int, seed: int,
-                    overwrite: bool, quiet: bool) -> None:
-    """RGB picture of the first three principal components of EMBEDDINGS."""
-    from geoembed.analysis.preview import preview
-
-    res = preview(embeddings, out, max_size=max_size, n_samples=samples, seed=seed,
-                  overwrite=overwrite, quiet=quiet)
-    ev = ", ".join(f"{v:.2f}" for v in res.explained_variance_ratio)
-    click.echo(f"{res.path}: {res.width} x {res.height} px; explained variance {ev}")
