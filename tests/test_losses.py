@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from geoembed.losses import Tile2VecLoss, info_nce_loss, triplet_distances, triplet_loss
+from geoembed.losses import (
+    IGNORE_INDEX,
+    Tile2VecLoss,
+    info_nce_loss,
+    masked_pixel_loss,
+    triplet_distances,
+    triplet_loss,
+)
 
 
 def _triplets() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -101,3 +108,31 @@ def test_objective_dispatch_and_validation():
         Tile2VecLoss("infonce", temperature=0.0)
     with pytest.raises(ValueError):
         Tile2VecLoss("triplet", margin=-1.0)
+
+
+def test_triplet_loss_is_torchs_triplet_margin_loss_plus_the_l2_term():
+    g = torch.Generator().manual_seed(0)
+    za, zn, zd = (torch.randn(32, 8, generator=g) for _ in range(3))
+    for margin in (0.5, 3.0):
+        torch.testing.assert_close(
+            triplet_loss(za, zn, zd, margin=margin, l2=0.0),
+            torch.nn.functional.triplet_margin_loss(za, zn, zd, margin=margin, eps=0.0))
+    # margin 0 (refused by torch's function) is allowed here: max(0, 2 - 1) = 1 -> mean 0.5
+    assert triplet_loss(*_triplets(), margin=0.0, l2=0.0).item() == pytest.approx(0.5)
+
+
+def test_masked_pixel_loss_by_hand():
+    # two labelled pixels of three classes, two unlabelled; logits (0, log 2, 0) at pixel 0
+    # (target 1: p = 2/4) and (0, 0, 0) at pixel 3 (target 2: p = 1/3)
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 1, 0, 0] = math.log(2)
+    logits[0, :, 0, 1] = 50.0
+    target = torch.tensor([[[1, IGNORE_INDEX], [IGNORE_INDEX, 2]]])
+    expected = (-math.log(0.5) - math.log(1 / 3)) / 2
+    assert masked_pixel_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    # binary: logit 0 -> BCE log 2 on the labelled pixel, whatever the unlabelled ones hold
+    binary = torch.tensor([[[[0.0, 9.0], [9.0, 9.0]]]])
+    target = torch.tensor([[[1, IGNORE_INDEX], [IGNORE_INDEX, IGNORE_INDEX]]])
+    assert masked_pixel_loss(binary, target).item() == pytest.approx(math.log(2))
+    assert masked_pixel_loss(binary, target, pos_weight=3.0).item() == pytest.approx(
+        3 * math.log(2))
