@@ -12,6 +12,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from geoembed.errors import CRSError, InputError, RasterError
+from geoembed.io import tiles as tiles_mod
 from geoembed.io.scenes import open_scene, open_scenes
 from geoembed.samplers import triplets as sampling
 from geoembed.samplers.triplets import TripletSampler, sample_triplets
@@ -89,7 +90,7 @@ def test_float_nan_and_internal_mask(tmp_path, make_raster):
     for path, kind in ((fpath, "nodata"), (mpath, "mask")):
         scenes = open_scenes([path])
         sampler = TripletSampler(scenes, 8, 10)
-        assert sampler._info[0].valid_kind == kind
+        assert sampler.reader.validity[0].kind == kind
         out = list(sampler.sample(60, seed=0))
         check_triplets(out, scenes, 8, 10)
         if kind == "mask":
@@ -122,15 +123,15 @@ def test_same_seed_same_triplets_and_grouping_does_not_matter(make_raster, monke
     pos = np.concatenate([g[1] for g in groups])
     assert [sampling._triplet(p) for p in pos] == [t for t, _ in first]
     np.testing.assert_array_equal(groups[0][2], np.stack([p for _, p in first]))
-    # thin strips (read in a background thread), then windowed reads: same result
-    monkeypatch.setattr(sampling, "_STRIP_BYTES", 80 * 4 * 2 * 10)  # 10-row strips
+    # thin strips, then windowed reads: same result
+    monkeypatch.setattr(tiles_mod, "STRIP_BYTES", 80 * 4 * 2 * 10)  # 10-row strips
     thin = TripletSampler(open_scenes([path]), 12, 15)
-    assert thin._info[0].strip_h == 10
+    assert thin.reader.strip_h[0] == 10
     stripped = list(thin.sample(700, seed=5))
     assert [t for t, _ in stripped] == [t for t, _ in first]
     np.testing.assert_array_equal(np.stack([p for _, p in stripped]),
                                   np.stack([p for _, p in first]))
-    monkeypatch.setattr(sampling, "_WINDOW_READ_BYTES", 0)
+    monkeypatch.setattr(tiles_mod, "WINDOW_READ_BYTES", 0)
     windowed = list(TripletSampler(open_scenes([path]), 12, 15).sample(700, seed=5))
     assert [t for t, _ in windowed] == [t for t, _ in first]
     np.testing.assert_array_equal(np.stack([p for _, p in windowed]),
