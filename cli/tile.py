@@ -14,6 +14,10 @@ from geoembed.cli.options import (
     seed_option,
 )
 
+from geoembed.io.store import TileConfig, tile
+
+_DEFAULT = TileConfig()
+
 
 @click.command("tile")
 @click.argument("scenes", nargs=-1, required=True, metavar="SCENE...",
@@ -21,16 +25,17 @@ from geoembed.cli.options import (
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Directory of the triplet store to write (triplets.npy, footprints.gpkg, "
                    "meta.json).")
-@click.option("--n-triplets", "-n", type=int, default=100_000, show_default=True,
+@click.option("--n-triplets", "-n", type=int, default=_DEFAULT.n_triplets, show_default=True,
               help="Number of anchor/neighbor/distant triplets.")
-@click.option("--tile-size", "-t", type=int, default=50, show_default=True,
+@click.option("--tile-size", "-t", type=int, default=_DEFAULT.tile_size, show_default=True,
               help="Tile side in pixels.")
-@click.option("--neighborhood", "-r", type=float, default=100.0, show_default=True,
+@click.option("--neighborhood", "-r", type=float, default=_DEFAULT.neighborhood,
+              show_default=True,
               help="Largest distance in pixels between the centers of an anchor and its "
                    "neighbor; same-scene distant tiles are farther than this.")
 @seed_option
 @bands_option
-@click.option("--max-nodata", type=float, default=0.0, show_default=True,
+@click.option("--max-nodata", type=float, default=_DEFAULT.max_nodata, show_default=True,
               help="Largest nodata fraction of a tile (0: only fully valid tiles).")
 @click.option("--distant-other-scene-prob", type=float, default=None,
               help="Probability that a distant tile comes from another scene.  "
@@ -51,12 +56,11 @@ def tile_command(scenes: tuple[Path, ...], out: Path, n_triplets: int, tile_size
     pixels of the anchor, distant tiles farther than that or from another scene.
     Footprints are written in the first scene's CRS.
     """
-    from geoembed.io.store import tile
-
-    store = tile(list(scenes), out, n_triplets=n_triplets, tile_size=tile_size,
-                 neighborhood=neighborhood, bands=bands, max_nodata=max_nodata,
-                 distant_other_scene_prob=distant_other_scene_prob, aoi=aoi, seed=seed,
-                 overwrite=overwrite, quiet=quiet, allow_no_crs=allow_no_crs)
+    config = TileConfig(n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
+                        bands=bands, max_nodata=max_nodata, aoi=aoi, seed=seed,
+                        distant_other_scene_prob=distant_other_scene_prob)
+    store = tile(list(scenes), out, config, overwrite=overwrite, quiet=quiet,
+                 allow_no_crs=allow_no_crs)
     m = store.meta
     size_mb = (store.path / "triplets.npy").stat().st_size / 2**20
     click.echo(

@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from geoembed.errors import InputError, OutputExistsError
-from geoembed.io import store as store_mod
+from geoembed.io import footprints as footprints_mod
 from geoembed.io.scenes import open_scenes
 from geoembed.io.store import open_store, tile
 from geoembed.samplers.triplets import TripletSampler
@@ -126,7 +126,7 @@ def test_nothing_left_on_error(tmp_path, make_raster, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(store_mod, "_append_footprints", boom)
+    monkeypatch.setattr(footprints_mod, "append_footprints", boom)
     with pytest.raises(RuntimeError):
         tile([path], tmp_path / "st", n_triplets=5, tile_size=8, neighborhood=8, quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
@@ -134,7 +134,7 @@ def test_nothing_left_on_error(tmp_path, make_raster, monkeypatch):
 
 def test_memory_does_not_grow_with_n(tmp_path, make_raster, monkeypatch):
     path = make_raster("s.tif", size=(128, 128))
-    monkeypatch.setattr(store_mod, "_FOOTPRINT_ROWS", 512)
+    monkeypatch.setattr(footprints_mod, "ROWS_PER_WRITE", 512)
 
     def peak(n: int) -> int:
         tracemalloc.start()
@@ -205,7 +205,7 @@ def test_footprints_geopackage_crs(tmp_path, crs):
 
 
 def test_footprints_written_in_several_appends(tmp_path, make_raster, monkeypatch):
-    monkeypatch.setattr(store_mod, "_FOOTPRINT_ROWS", 7)
+    monkeypatch.setattr(footprints_mod, "ROWS_PER_WRITE", 7)
     path = make_raster("s.tif", size=(48, 48))
     st = tile([path], tmp_path / "st", n_triplets=20, tile_size=8, neighborhood=8, quiet=True)
     fp = st.footprints()

@@ -8,8 +8,7 @@ A store is a directory holding:
   ``role`` (anchor / neighbor / distant), ``scene`` (index into ``meta["scenes"]``), ``row``,
   ``col`` (pixel offset of the window's top-left corner) and the window's footprint polygon.
   Footprints are in the first scene's CRS (``meta["footprints_crs"]``): footprints of scenes
-  in another CRS are reprojected to it (vertex by vertex). The GeoPackage is written with
-  SQLite directly (no spatial index; GDAL, geopandas and QGIS read it as usual);
+  in another CRS are reprojected to it (vertex by vertex); see :mod:`geoembed.io.footprints`;
 - ``meta.json``: tile size, neighborhood, bands, band statistics, scenes (path, CRS,
   transform, size, nodata - ``"nan"`` for NaN), seed, sampler options and the geoembed
   version. With ``max_nodata > 0`` tiles may hold nodata pixels (the scene's nodata value).
@@ -24,18 +23,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+from tqdm.auto import tqdm
 
 from geoembed import __version__
-from geoembed.errors import CRSError, InputError, OutputExistsError
-from geoembed.io.outputs import temporary_sibling
+from geoembed.errors import CRSError, InputError
+from geoembed.io.footprints import write_footprints
+from geoembed.io.outputs import atomic_output
 from geoembed.io.scenes import BandStats, Scene, band_statistics, open_scenes
 from geoembed.samplers.triplets import ROLES, TripletSampler
 
@@ -44,7 +44,32 @@ TRIPLETS = "triplets.npy"
 FOOTPRINTS = "footprints.gpkg"
 META = "meta.json"
 _GDAL_CACHE_BYTES = 32 * 2**20  # keeps GDAL's block cache (and so peak memory) small
-_FOOTPRINT_ROWS = 65536  # triplets per footprints write (appending to a GeoPackage is slow)
+
+
+@dataclass
+class TileConfig:
+    """What ``geoembed tile`` samples (shared by the CLI and :func:`tile`).
+
+    Attributes:
+        n_triplets: number of triplets ``N``.
+        tile_size: tile side in pixels.
+        neighborhood: neighbor radius in pixels (centers, Euclidean).
+        bands: 1-based bands to keep (None: every band).
+        max_nodata: largest nodata fraction of a tile.
+        distant_other_scene_prob: probability that a distant tile comes from another scene
+            (None: 0.5 with several scenes, 0 with one).
+        aoi: vector file (any CRS) or GeoDataFrame restricting anchors' centers.
+        seed: random seed; the same seed gives the same store.
+    """
+
+    n_triplets: int = 100_000
+    tile_size: int = 50
+    neighborhood: float = 100.0
+    bands: Sequence[int] | None = None
+    max_nodata: float = 0.0
+    distant_other_scene_prob: float | None = None
+    aoi: Any = None
+    seed: int = 0
 
 
 @dataclass
@@ -133,25 +158,17 @@ def open_store(path: str | os.PathLike) -> TripletStore:
     return TripletStore(path=path, triplets=triplets, meta=meta)
 
 
-def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike, *, n_triplets: int,
-         tile_size: int = 50, neighborhood: float = 100, bands: Sequence[int] | None = None,
-         max_nodata: float = 0.0, distant_other_scene_prob: float | None = None,
-         aoi: Any = None, seed: int = 0, overwrite: bool = False, quiet: bool = False,
-         allow_no_crs: bool = False) -> TripletStore:
+def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike,
+         config: TileConfig | None = None, *, overwrite: bool = False, quiet: bool = False,
+         allow_no_crs: bool = False, **options: Any) -> TripletStore:
     """Sample Tile2Vec triplets from scenes into a triplet store at ``out``.
 
     Args:
         scenes: raster paths (same band count after the ``bands`` selection).
         out: the store directory to write.
-        n_triplets: number of triplets ``N``.
-        tile_size: tile side in pixels.
-        neighborhood: neighbor radius in pixels (centers, Euclidean).
-        bands: 1-based bands to keep (default: every band).
-        max_nodata: largest nodata fraction of a tile.
-        distant_other_scene_prob: probability that a distant tile comes from another scene
-            (default 0.5 with several scenes, 0 with one).
-        aoi: vector file (any CRS) or GeoDataFrame restricting anchors' centers.
-        seed: random seed; the same seed gives the same store.
+        config: what to sample; ``options`` (any :class:`TileConfig` field, e.g.
+            ``n_triplets=1000, tile_size=32``) override its fields. Without ``config``,
+            ``n_triplets`` is required.
         overwrite: replace an existing ``out``.
         quiet: no progress bar.
         allow_no_crs: accept rasters without a CRS.
@@ -162,39 +179,25 @@ def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike, *, n_tripl
     Raises:
         GeoembedError subclasses for bad input (nothing is written then).
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-    n_triplets = int(n_triplets)
-    if n_triplets < 1:
-        raise InputError(f"the number of triplets must be at least 1, got {n_triplets}")
-    opened = open_scenes(scenes, bands, allow_no_crs=allow_no_crs)
-    crss = [s.crs for s in opened]
-    if any(c is None for c in crss) and any(c is not None for c in crss):
-        raise CRSError("some scenes have a CRS and others do not; assign a CRS to every scene")
-    sampler = TripletSampler(opened, tile_size, neighborhood, max_nodata=max_nodata,
-                             distant_other_scene_prob=distant_other_scene_prob, aoi=aoi)
-    stats = band_statistics(opened, n_windows=32, window_size=128, seed=seed,
-                           max_pixels=262_144)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(out)
-    tmp.mkdir()
-    try:
+    if config is None and "n_triplets" not in options:
+        raise TypeError("tile() needs n_triplets= (or config=TileConfig(...))")
+    cfg = replace(config or TileConfig(), **options)
+    with atomic_output(out, overwrite, directory=True) as tmp:
+        if int(cfg.n_triplets) < 1:
+            raise InputError(f"the number of triplets must be at least 1, got {cfg.n_triplets}")
+        opened = open_scenes(scenes, cfg.bands, allow_no_crs=allow_no_crs)
+        crss = [s.crs for s in opened]
+        if any(c is None for c in crss) and any(c is not None for c in crss):
+            raise CRSError("some scenes have a CRS and others do not; assign a CRS to every scene")
+        sampler = TripletSampler(opened, cfg.tile_size, cfg.neighborhood,
+                                 max_nodata=cfg.max_nodata, aoi=cfg.aoi,
+                                 distant_other_scene_prob=cfg.distant_other_scene_prob)
+        stats = band_statistics(opened, n_windows=32, window_size=128, seed=cfg.seed,
+                                max_pixels=262_144)
         with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES):
-            _write_triplets(tmp, sampler, n_triplets, seed, quiet)
-        meta = _meta(opened, sampler, n_triplets, stats, seed, aoi)
+            _write_triplets(tmp, sampler, int(cfg.n_triplets), cfg.seed, quiet)
+        meta = _meta(opened, sampler, int(cfg.n_triplets), stats, cfg.seed, cfg.aoi)
         (tmp / META).write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            if not overwrite:  # appeared meanwhile
-                raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-            if out.is_dir() and not out.is_symlink():
-                shutil.rmtree(out)
-            else:
-                out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return open_store(out)
 
 
@@ -203,42 +206,24 @@ def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet
 
     Pixels arrive in scene order (the sampler reads strips), so they are written at their
     offsets in the file (buffered, sorted and coalesced); positions go to a temporary file
-    and the footprints are written after the pixels (the vector stack is imported only then).
+    and the footprints are written after the pixels.
     """
-    from tqdm.auto import tqdm
-
-    shape = (n, *sampler.tile_shape)
-    mm = np.lib.format.open_memmap(tmp / TRIPLETS, mode="w+", dtype=sampler.dtype, shape=shape)
-    header = int(mm.offset)
-    del mm
     pos_path = tmp / ".positions.npy"
     positions = np.lib.format.open_memmap(pos_path, mode="w+", dtype=np.int64,
                                           shape=(n, 3, 3))
-    tile_bytes = int(np.prod(sampler.tile_shape[1:])) * sampler.dtype.itemsize
-    fd = os.open(tmp / TRIPLETS, os.O_RDWR)
-    try:
-        if hasattr(os, "posix_fallocate"):
-            try:  # allocate blocks up front: much faster scattered writes on some filesystems
-                os.posix_fallocate(fd, 0, header + n * 3 * tile_bytes)
-            except OSError:
-                pass
-        writer = _ScatterWriter(fd, header, tile_bytes)
-        with tqdm(total=n, unit="triplet", disable=quiet, desc="sampling") as bar:
-            def sink(t: np.ndarray, r: np.ndarray, tiles: np.ndarray) -> None:
-                writer.add(t * 3 + r, tiles)
-                bar.update(max(0, min(n, writer.count // 3) - bar.n))
+    with _ScatterWriter.create(tmp / TRIPLETS, sampler.dtype, (n, *sampler.tile_shape)
+                               ) as writer, \
+            tqdm(total=n, unit="triplet", disable=quiet, desc="sampling") as bar:
+        def sink(t: np.ndarray, r: np.ndarray, tiles: np.ndarray) -> None:
+            writer.add(t * 3 + r, tiles)
+            bar.update(max(0, min(n, writer.count // 3) - bar.n))
 
-            for start, pos, _ in sampler.iter_groups(n, seed, sink=sink):
-                positions[start:start + len(pos)] = pos
-            bar.update(n - bar.n)
-    finally:
-        os.close(fd)
+        for start, pos, _ in sampler.iter_groups(n, seed, sink=sink):
+            positions[start:start + len(pos)] = pos
+        bar.update(n - bar.n)
     positions.flush()
-    fp_crs = sampler.scenes[0].crs
-    step = _FOOTPRINT_ROWS
-    for start in range(0, n, step):
-        _append_footprints(tmp / FOOTPRINTS, sampler, start,
-                           np.asarray(positions[start:start + step]), fp_crs, start == 0)
+    write_footprints(tmp / FOOTPRINTS, sampler.scenes, sampler.tile_size, positions,
+                     sampler.scenes[0].crs, ROLES)
     del positions
     pos_path.unlink()
 
@@ -254,6 +239,27 @@ class _ScatterWriter:
         self.fd, self.header, self.tile_bytes = fd, header, tile_bytes
         self.count = 0
 
+    @classmethod
+    def create(cls, path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> _ScatterWriter:
+        """A new ``.npy`` file of ``shape`` (tiles are ``shape[2:]``), its blocks allocated."""
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        header = int(mm.offset)
+        del mm
+        tile_bytes = int(np.prod(shape[2:])) * np.dtype(dtype).itemsize
+        fd = os.open(path, os.O_RDWR)
+        if hasattr(os, "posix_fallocate"):
+            try:  # allocate blocks up front: much faster scattered writes on some filesystems
+                os.posix_fallocate(fd, 0, header + int(np.prod(shape[:2])) * tile_bytes)
+            except OSError:
+                pass
+        return cls(fd, header, tile_bytes)
+
+    def __enter__(self) -> _ScatterWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
     def add(self, slots: np.ndarray, tiles: np.ndarray) -> None:
         slots = np.asarray(slots, dtype=np.int64)
         if len(slots) > 1 and (np.diff(slots) <= 0).any():  # not sorted: sort (last wins)
@@ -267,184 +273,6 @@ class _ScatterWriter:
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
             os.pwrite(self.fd, tiles[a:b], self.header + int(slots[a]) * self.tile_bytes)
         self.count += len(slots)
-
-
-def _footprint_rows(sampler: TripletSampler, pos: np.ndarray, crs: Any
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Footprint rings ``(3k, 5, 2)`` of the tiles in ``pos`` (k, 3, 3), in ``crs``, and the
-    flat ``(3k, 3)`` positions. Windows are mapped through their scene's transform (so
-    rotated grids work); other CRSs are reprojected vertex by vertex (GDAL)."""
-    from rasterio.warp import transform as warp_transform
-
-    flat = pos.reshape(-1, 3)
-    t = sampler.tile_size
-    rings = np.empty((len(flat), 5, 2), dtype=np.float64)
-    for si in np.unique(flat[:, 0]):
-        sel = np.flatnonzero(flat[:, 0] == si)
-        scene = sampler.scenes[si]
-        rows, cols = flat[sel, 1].astype(np.float64), flat[sel, 2].astype(np.float64)
-        a, b, c, d, e, f = tuple(scene.transform)[:6]
-        px = np.stack([cols, cols + t, cols + t, cols, cols], axis=1)
-        py = np.stack([rows, rows, rows + t, rows + t, rows], axis=1)
-        x, y = a * px + b * py + c, d * px + e * py + f
-        if scene.crs is not None and crs is not None and scene.crs != crs:
-            xs, ys = warp_transform(scene.crs, crs, x.ravel().tolist(), y.ravel().tolist())
-            x, y = np.reshape(xs, x.shape), np.reshape(ys, y.shape)
-        rings[sel, :, 0], rings[sel, :, 1] = x, y
-    return rings, flat
-
-
-def _append_footprints(path: Path, sampler: TripletSampler, start: int, pos: np.ndarray,
-                       crs: Any, first: bool) -> None:
-    """Append one row per tile of ``pos`` (k, 3, 3) to the footprints GeoPackage."""
-    rings, flat = _footprint_rows(sampler, pos, crs)
-    k = len(pos)
-    triplet = np.repeat(np.arange(start, start + k), 3)
-    role = np.tile(np.arange(3), k)
-    with _GeoPackageWriter(path, "footprints", crs, create=first) as gpkg:
-        gpkg.add(rings, triplet, role, flat[:, 0], flat[:, 1], flat[:, 2])
-
-
-class _GeoPackageWriter:
-    """A minimal GeoPackage (OGC 12-128r18) writer for one polygon layer of footprints.
-
-    GDAL's GeoPackage driver writes a feature at a time (over a second per 60,000 rows
-    here, about as long as sampling them) and pyogrio pulls pandas and geopandas in; this
-    writes the same tables with SQLite directly: the required metadata tables, the feature
-    table, and standard GeoPackage geometry blobs (header with envelope + little-endian
-    WKB). No spatial index (GDAL and QGIS read the layer without one).
-    """
-
-    _COLUMNS = ("triplet", "role", "scene", "row", "col")
-    # GeoPackage binary header + WKB polygon with one ring of 5 points
-    _BLOB = np.dtype([
-        ("magic", "S2"), ("version", "u1"), ("flags", "u1"), ("srs_id", "<i4"),
-        ("envelope", "<f8", (4,)),
-        ("byte_order", "u1"), ("wkb_type", "<u4"), ("n_rings", "<u4"), ("n_points", "<u4"),
-        ("coords", "<f8", (5, 2)),
-    ])
-
-    def __init__(self, path: Path, layer: str, crs: Any, *, create: bool) -> None:
-        import sqlite3
-
-        self.path, self.layer = path, layer
-        self.con = sqlite3.connect(path, isolation_level=None)
-        self.con.execute("PRAGMA synchronous = OFF")
-        self.con.execute("BEGIN")
-        self.srs_id = self._srs_id(crs)
-        if create:
-            self._create(crs)
-        self.extent = np.array([np.inf, np.inf, -np.inf, -np.inf])
-
-    def _srs_id(self, crs: Any) -> int:
-        if crs is None:
-            return 99_999  # GDAL's convention for a layer without CRS
-        epsg = crs.to_epsg()
-        return int(epsg) if epsg else 100_000  # a custom CRS (WKT in gpkg_spatial_ref_sys)
-
-    def _create(self, crs: Any) -> None:
-        from rasterio.crs import CRS
-
-        c = self.con
-        c.execute("PRAGMA application_id = 1196444487")  # "GPKG"
-        c.execute("PRAGMA user_version = 10300")
-        c.execute(
-            "CREATE TABLE gpkg_spatial_ref_sys (srs_name TEXT NOT NULL, srs_id INTEGER "
-            "PRIMARY KEY, organization TEXT NOT NULL, organization_coordsys_id INTEGER NOT "
-            "NULL, definition TEXT NOT NULL, description TEXT)"
-        )
-        srs = [
-            ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", "undefined cartesian"),
-            ("Undefined geographic SRS", 0, "NONE", 0, "undefined", "undefined geographic"),
-            ("WGS 84 geodetic", 4326, "EPSG", 4326, CRS.from_epsg(4326).to_wkt(),
-             "longitude/latitude coordinates in decimal degrees on the WGS 84 spheroid"),
-        ]
-        if self.srs_id == 99_999:
-            srs.append(("Undefined SRS", 99_999, "GDAL", 99_999,
-                        'LOCAL_CS["Undefined SRS",LOCAL_DATUM["unknown",32767],'
-                        'UNIT["unknown",0],AXIS["Easting",EAST],AXIS["Northing",NORTH]]',
-                        "Custom undefined coordinate reference system"))
-        elif self.srs_id not in (-1, 0, 4326):
-            org = "EPSG" if self.srs_id < 100_000 else "NONE"
-            name = crs.to_dict().get("proj", "custom") if org == "NONE" else f"EPSG:{self.srs_id}"
-            srs.append((str(name), self.srs_id, org, self.srs_id, crs.to_wkt(), None))
-        c.executemany("INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)", srs)
-        c.execute(
-            "CREATE TABLE gpkg_contents (table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT "
-            "NOT NULL, identifier TEXT UNIQUE, description TEXT DEFAULT '', last_change "
-            "DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')), min_x DOUBLE, "
-            "min_y DOUBLE, max_x DOUBLE, max_y DOUBLE, srs_id INTEGER, CONSTRAINT "
-            "fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id))"
-        )
-        c.execute(
-            "CREATE TABLE gpkg_geometry_columns (table_name TEXT NOT NULL, column_name TEXT "
-            "NOT NULL, geometry_type_name TEXT NOT NULL, srs_id INTEGER NOT NULL, z TINYINT "
-            "NOT NULL, m TINYINT NOT NULL, CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, "
-            "column_name), CONSTRAINT uk_gc_table_name UNIQUE (table_name), CONSTRAINT "
-            "fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name), "
-            "CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys "
-            "(srs_id))"
-        )
-        c.execute(
-            f'CREATE TABLE "{self.layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
-            'geom POLYGON, triplet INTEGER, role TEXT, scene INTEGER, "row" INTEGER, '
-            '"col" INTEGER)'
-        )
-        c.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, srs_id) "
-                  "VALUES (?, 'features', ?, ?)", (self.layer, self.layer, self.srs_id))
-        c.execute("INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POLYGON', ?, 0, 0)",
-                  (self.layer, self.srs_id))
-
-    def add(self, rings: np.ndarray, triplet: np.ndarray, role: np.ndarray,
-            scene: np.ndarray, row: np.ndarray, col: np.ndarray) -> None:
-        n = len(rings)
-        blob = np.zeros(n, dtype=self._BLOB)
-        blob["magic"] = b"GP"
-        blob["flags"] = 0b011  # little-endian header, envelope [minx, maxx, miny, maxy]
-        blob["srs_id"] = self.srs_id
-        lo, hi = rings.min(axis=1), rings.max(axis=1)
-        blob["envelope"] = np.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1]], axis=1)
-        blob["byte_order"] = 1
-        blob["wkb_type"] = 3  # Polygon
-        blob["n_rings"] = 1
-        blob["n_points"] = 5
-        blob["coords"] = rings
-        if n:
-            self.extent = np.concatenate([np.minimum(self.extent[:2], lo.min(axis=0)),
-                                          np.maximum(self.extent[2:], hi.max(axis=0))])
-        size = self._BLOB.itemsize
-        raw = memoryview(blob.tobytes())
-        names = np.asarray(ROLES, dtype=object)[role]
-        self.con.executemany(
-            f'INSERT INTO "{self.layer}" (geom, triplet, role, scene, "row", "col") '
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            zip((raw[i * size:(i + 1) * size] for i in range(n)), triplet.tolist(),
-                names.tolist(), scene.tolist(), row.tolist(), col.tolist(), strict=True),
-        )
-
-    def __enter__(self) -> _GeoPackageWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None:
-                old = self.con.execute(
-                    "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?",
-                    (self.layer,)).fetchone()
-                ext = self.extent
-                if old and old[0] is not None:
-                    ext = np.concatenate([np.minimum(ext[:2], old[:2]),
-                                          np.maximum(ext[2:], old[2:])])
-                if np.isfinite(ext).all():
-                    self.con.execute(
-                        "UPDATE gpkg_contents SET min_x = ?, min_y = ?, max_x = ?, max_y = ?, "
-                        "last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now') "
-                        "WHERE table_name = ?", (*map(float, ext), self.layer))
-                self.con.execute("COMMIT")
-            else:
-                self.con.execute("ROLLBACK")
-        finally:
-            self.con.close()
 
 
 def crs_string(crs: Any) -> str | None:
