@@ -12,13 +12,12 @@ batch's items of any metric to report (their epoch means go to ``metrics.csv``).
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,28 @@ from geoembed.devices import autocast_context, resolve_device
 from geoembed.errors import (
     CheckpointError,
     InputError,
-    OutputExistsError,
     TrainingDivergedError,
     first_line,
 )
 from geoembed.io.checkpoint import load_checkpoint, save_checkpoint
+from geoembed.trainers.rundir import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    PLOT_EVERY_S,
+    PLOT_NAME,
+    check_run_dir,
+    clear_run,
+    is_main_process,
+    plot_history,
+    read_metrics,
+    write_metrics,
+)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.csv"
-PLOT_NAME = "loss.png"
-#: Least seconds between two redraws of loss.png during training.
-PLOT_EVERY_S = 30.0
+__all__ = [  # the run-directory helpers are re-exported: the trainers and tests import them here
+    "CHECKPOINT_NAME", "METRICS_NAME", "PLOT_NAME", "FitConfig", "FitResult", "StepFn",
+    "StepOutput", "check_run_dir", "clear_run", "fit", "is_main_process", "read_metrics",
+    "seed_everything",
+]
 
 
 @dataclass
@@ -73,35 +83,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def is_main_process() -> bool:
-    """True outside torchrun and on rank 0 under it (the process that writes files)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
-
-
-def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse a run directory that cannot be used: a file, ``--resume`` without a
-    checkpoint, or an existing run without ``--overwrite`` (nothing is deleted here)."""
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite exclude each other")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; --out needs a run directory")
-    if resume:
-        if not (out / CHECKPOINT_NAME).is_file():
-            raise CheckpointError(f"--resume: {out / CHECKPOINT_NAME} does not exist; "
-                                  "start without --resume")
-        return
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace its run, or "
-                                "--resume to continue it")
-
-
-def clear_run(out: Path) -> None:
-    """Remove a previous run's files for ``--overwrite`` (other files in ``out`` stay)."""
-    if is_main_process():
-        for name in (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME):
-            (out / name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -141,6 +122,81 @@ def _device_for(dist_info: _Dist, device_name: str) -> torch.device:
     return device
 
 
+@dataclass(frozen=True)
+class FitConfig:
+    """Options of the fit loop (every trainer passes its own subset).
+
+    Attributes:
+        epochs: total epochs (with ``resume``: train until this many).
+        batch_size: items per batch (per process under torchrun).
+        lr, betas, weight_decay: Adam's settings.
+        workers: DataLoader worker processes.
+        seed: seeds shuffling and, per epoch and worker, torch's and NumPy's RNGs.
+        device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``.
+        amp: bf16 autocast on CUDA.
+        resume: continue ``out_dir/checkpoint.pt``: weights, optimizer and epoch.
+        quiet: no progress bars.
+        drop_last: drop a last short batch (when the dataset has more than one batch).
+        throughput_name: the metrics.csv column of items per second.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    workers: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    resume: bool = False
+    quiet: bool = False
+    drop_last: bool = False
+    throughput_name: str = "items_per_s"
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` for an epoch count or batch size below 1."""
+        if self.epochs < 1:
+            raise InputError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise InputError("--batch-size must be at least 1")
+
+
+@dataclass
+class _Run:
+    """What one fit call works with (built by :func:`_prepare`)."""
+
+    cfg: FitConfig
+    dist: _Dist
+    device: torch.device
+    model: nn.Module
+    net: nn.Module  # the model, wrapped in DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    out_dir: Path
+    kind: str
+    payload: dict[str, Any]
+    options: dict[str, Any]
+    start: int = 0  # the first epoch to train (after a resume)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """Move a tensor to the device (non-blocking, channels-last 4-D floats on CUDA)."""
+        cuda = self.device.type == "cuda"
+        t = t.to(self.device, non_blocking=cuda)
+        if cuda and t.ndim == 4 and t.is_floating_point():
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def save(self, epoch: int, history: list[dict[str, float]]) -> None:
+        _save(self.checkpoint, self.kind, self.payload, self.options, self.model,
+              self.optimizer, epoch, history)
+
+
 def fit(
     model: nn.Module,
     dataset: Dataset,
@@ -150,21 +206,10 @@ def fit(
     kind: str,
     payload: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
-    epochs: int = 10,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    weight_decay: float = 0.0,
-    workers: int = 0,
-    seed: int = 0,
-    device: str = "auto",
-    amp: bool = True,
-    resume: bool = False,
-    quiet: bool = False,
-    drop_last: bool = False,
-    throughput_name: str = "items_per_s",
+    config: FitConfig | None = None,
     collate_fn: Callable | None = None,
     on_epoch_end: Callable[[int, nn.Module, dict[str, float]], None] | None = None,
+    **overrides: Any,
 ) -> FitResult:
     """Train ``model`` on ``dataset`` with Adam; write checkpoint, metrics.csv and loss.png.
 
@@ -180,146 +225,159 @@ def fit(
             bands, tile size...); stored as given (plain Python values and tensors only).
         options: training options, stored and checked against the checkpoint on resume
             (``epochs`` may differ: a resumed run can train longer).
-        resume: continue from ``out_dir/checkpoint.pt``: weights, optimizer and epoch.
+        config: the loop's options (default :class:`FitConfig`).
+        collate_fn: the DataLoader's collate function.
+        on_epoch_end: called on the main process after each epoch's checkpoint with
+            ``(epoch, model, metrics row)``.
+        **overrides: :class:`FitConfig` fields replacing ``config``'s (``epochs=3, lr=...``).
 
     Returns:
         FitResult with the per-epoch history (also in metrics.csv) and the checkpoint path.
+
+    Raises:
+        InputError: bad options or an empty dataset. CheckpointError: ``resume`` without a
+            usable checkpoint. TrainingDivergedError: a non-finite loss (the checkpoint of
+            the last finished epoch is kept).
     """
-    out_dir = Path(out_dir)
-    dist_info = _setup_distributed(device)
+    cfg = replace(config or FitConfig(), **overrides)
+    dist_info = _setup_distributed(cfg.device)
     try:
-        return _fit(model, dataset, step, out_dir=out_dir, kind=kind, payload=dict(payload or {}),
-                    options=dict(options or {}), epochs=epochs, batch_size=batch_size, lr=lr,
-                    betas=betas, weight_decay=weight_decay, workers=workers, seed=seed,
-                    device_name=device, amp=amp, resume=resume, quiet=quiet,
-                    drop_last=drop_last, throughput_name=throughput_name,
-                    collate_fn=collate_fn, on_epoch_end=on_epoch_end, dist_info=dist_info)
+        run = _prepare(model, dataset, cfg, dist_info, Path(out_dir), kind, payload, options,
+                       collate_fn)
+        return _train(run, dataset, step, on_epoch_end)
     finally:
         if dist_info.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _fit(model: nn.Module, dataset: Dataset, step: StepFn, *, out_dir: Path, kind: str,
-         payload: dict[str, Any], options: dict[str, Any], epochs: int, batch_size: int,
-         lr: float, betas: tuple[float, float], weight_decay: float, workers: int, seed: int,
-         device_name: str, amp: bool, resume: bool, quiet: bool, drop_last: bool,
-         throughput_name: str, collate_fn: Callable | None,
-         on_epoch_end: Callable | None, dist_info: _Dist) -> FitResult:
-    device = _device_for(dist_info, device_name)
-    if epochs < 1:
-        raise InputError("--epochs must be at least 1")
-    if batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
+def _prepare(model: nn.Module, dataset: Dataset, cfg: FitConfig, dist_info: _Dist,
+             out_dir: Path, kind: str, payload: Mapping[str, Any] | None,
+             options: Mapping[str, Any] | None, collate_fn: Callable | None) -> _Run:
+    """Check the options, move the model to the device, build the optimizer, restore the
+    checkpoint on resume, then wrap the model for DDP and build the loader."""
+    device = _device_for(dist_info, cfg.device)
+    cfg.validate()
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise InputError("the training set is empty")
-    ckpt_path = out_dir / CHECKPOINT_NAME
     cuda = device.type == "cuda"
-    model = model.to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=betas,
-                                 weight_decay=weight_decay)
-    start_epoch, history = 0, []
-    if resume:
-        start_epoch, history = _restore(ckpt_path, kind, options, model, optimizer)
-        if start_epoch >= epochs and dist_info.main and not quiet:
-            tqdm.write(f"checkpoint is already at epoch {start_epoch} of {epochs}: nothing to do")
-    elif dist_info.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-
-    net: nn.Module = model
-    if dist_info.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if cuda else None)
-
+    model = model.to(device, memory_format=torch.channels_last) if cuda else model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                 weight_decay=cfg.weight_decay)
     sampler = DistributedSampler(dataset, num_replicas=dist_info.world, rank=dist_info.rank,
-                                 shuffle=True, seed=seed, drop_last=False)
-    generator = torch.Generator()
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        pin_memory=cuda, drop_last=drop_last and len(dataset) > batch_size,
-                        generator=generator, collate_fn=collate_fn,
+                                 shuffle=True, seed=cfg.seed, drop_last=False)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                        num_workers=cfg.workers, pin_memory=cuda,
+                        drop_last=cfg.drop_last and len(dataset) > cfg.batch_size,
+                        generator=torch.Generator(), collate_fn=collate_fn,
                         persistent_workers=False)
+    run = _Run(cfg, dist_info, device, model, model, optimizer, loader, out_dir, kind,
+               dict(payload or {}), dict(options or {}))
+    run.start, run.history = _start(run)
+    if dist_info.enabled:
+        run.net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None)
+    return run
 
-    def to_device(t: torch.Tensor) -> torch.Tensor:
-        t = t.to(device, non_blocking=cuda)
-        if cuda and t.ndim == 4 and t.is_floating_point():
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
 
+def _start(run: _Run) -> tuple[int, list[dict[str, float]]]:
+    """The first epoch to train and the history so far (restored on resume)."""
+    if not run.cfg.resume:
+        if run.dist.main:
+            run.out_dir.mkdir(parents=True, exist_ok=True)
+        return 0, []
+    start, history = _restore(run.checkpoint, run.kind, run.options, run.model, run.optimizer)
+    if start >= run.cfg.epochs and run.dist.main and not run.cfg.quiet:
+        tqdm.write(f"checkpoint is already at epoch {start} of {run.cfg.epochs}: nothing to do")
+    return start, history
+
+
+def _seed_epoch(run: _Run, dataset: Dataset, epoch: int) -> None:
+    """Seed torch, NumPy and the loader per (seed, epoch, rank): resumed runs repeat."""
+    seed = run.cfg.seed * 100_003 + epoch + run.dist.rank
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    run.loader.generator.manual_seed(seed)
+    run.loader.sampler.set_epoch(epoch)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+
+
+def _train(run: _Run, dataset: Dataset, step: StepFn,
+           on_epoch_end: Callable[[int, nn.Module, dict[str, float]], None] | None
+           ) -> FitResult:
+    """The epochs: train, then (main process) checkpoint, metrics.csv, loss.png."""
+    cfg, start, history = run.cfg, run.start, run.history
     last_plot = -math.inf
-    for epoch in range(start_epoch, epochs):
-        epoch_seed = seed * 100_003 + epoch
-        torch.manual_seed(epoch_seed + dist_info.rank)
-        np.random.seed((epoch_seed + dist_info.rank) % (2**32))
-        generator.manual_seed(epoch_seed + dist_info.rank)
-        sampler.set_epoch(epoch)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        net.train()
-        row = _run_epoch(net, loader, step, to_device, device, amp, optimizer,
-                         desc=f"epoch {epoch + 1}/{epochs}",
-                         quiet=quiet or not dist_info.main, dist_info=dist_info)
+    for epoch in range(start, cfg.epochs):
+        _seed_epoch(run, dataset, epoch)
+        run.net.train()
+        row = _run_epoch(run, step, desc=f"epoch {epoch + 1}/{cfg.epochs}")
         row = {"epoch": epoch + 1, **row}
-        row[throughput_name] = row.pop("items_per_s")
+        row[cfg.throughput_name] = row.pop("items_per_s")
         history.append(row)
-        if dist_info.main:
-            _save(ckpt_path, kind, payload, options, model, optimizer, epoch + 1, history)
-            _write_metrics(out_dir / METRICS_NAME, history)
+        if run.dist.main:
+            run.save(epoch + 1, history)
+            write_metrics(run.out_dir / METRICS_NAME, history)
             # matplotlib costs ~0.5-1 s on a busy CPU: with short epochs, plot at most every
             # PLOT_EVERY_S seconds (and always after the last epoch)
-            if epoch + 1 == epochs or time.perf_counter() - last_plot >= PLOT_EVERY_S:
-                _plot_history(out_dir / PLOT_NAME, history)
+            if epoch + 1 == cfg.epochs or time.perf_counter() - last_plot >= PLOT_EVERY_S:
+                plot_history(run.out_dir / PLOT_NAME, history)
                 last_plot = time.perf_counter()
             if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, model, row)
-        if dist_info.enabled:
+                on_epoch_end(epoch + 1, run.model, row)
+        if run.dist.enabled:
             dist.barrier()
-    if dist_info.main and start_epoch >= epochs and not ckpt_path.exists():
-        _save(ckpt_path, kind, payload, options, model, optimizer, epochs, history)
-    return FitResult(history=history, checkpoint=ckpt_path, model=model)
+    if run.dist.main and start >= cfg.epochs and not run.checkpoint.exists():
+        run.save(cfg.epochs, history)
+    return FitResult(history=history, checkpoint=run.checkpoint, model=run.model)
 
 
-def _run_epoch(net: nn.Module, loader: DataLoader, step: StepFn, to_device: Callable,
-               device: torch.device, amp: bool, optimizer: torch.optim.Optimizer, *,
-               desc: str, quiet: bool, dist_info: _Dist) -> dict[str, float]:
+def _check_finite(loss: torch.Tensor, desc: str, batch: int) -> None:
+    if not torch.isfinite(loss.detach()).all():
+        raise TrainingDivergedError(
+            f"{desc}: the loss became {loss.item()} at batch {batch}; training stopped and "
+            "the checkpoint of the last finished epoch is kept. Lower --lr, or check the "
+            "input's band statistics (constant or huge bands, nodata not declared)")
+
+
+def _run_epoch(run: _Run, step: StepFn, *, desc: str) -> dict[str, float]:
+    """One epoch of optimizer steps; the epoch means of the loss and the step's sums."""
     t0 = time.perf_counter()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    bar = tqdm(loader, desc=desc, disable=quiet, leave=False, unit="batch")
+    quiet = run.cfg.quiet or not run.dist.main
+    zero = torch.zeros((), device=run.device, dtype=torch.float64)
+    loss_sum, sums, count = zero.clone(), {}, 0
+    bar = tqdm(run.loader, desc=desc, disable=quiet, leave=False, unit="batch")
     for i, batch in enumerate(bar):
-        with autocast_context(device, amp):
-            out = step(net, batch, to_device)
-        loss = out.loss
-        if not torch.isfinite(loss.detach()).all():
-            raise TrainingDivergedError(
-                f"{desc}: the loss became {loss.item()} at batch {i + 1}; training stopped and "
-                "the checkpoint of the last finished epoch is kept. Lower --lr, or check the "
-                "input's band statistics (constant or huge bands, nodata not declared)")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach().double() * out.n
+        with autocast_context(run.device, run.cfg.amp):
+            out = step(run.net, batch, run.to_device)
+        _check_finite(out.loss, desc, i + 1)
+        run.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        run.optimizer.step()
+        loss_sum += out.loss.detach().double() * out.n
         for k, v in out.sums.items():
-            v = torch.as_tensor(v, device=device).detach().double()
-            sums[k] = sums.get(k, torch.zeros((), device=device, dtype=torch.float64)) + v
+            sums[k] = sums.get(k, zero) + torch.as_tensor(v, device=run.device).detach().double()
         count += out.n
         if not quiet and (i % 10 == 0):
             bar.set_postfix(loss=f"{(loss_sum / max(count, 1)).item():.4f}")
     bar.close()
-    names = sorted(sums)
-    totals = torch.stack([loss_sum, *[sums[k] for k in names],
-                          torch.tensor(float(count), device=device, dtype=torch.float64)])
+    row = _epoch_means(run.dist, {"loss": loss_sum, **sums}, count)
+    seconds = time.perf_counter() - t0
+    row["seconds"] = seconds
+    row["items_per_s"] = row.pop("_count") / seconds if seconds > 0 else math.nan
+    return row
+
+
+def _epoch_means(dist_info: _Dist, sums: dict[str, torch.Tensor], count: int
+                 ) -> dict[str, float]:
+    """Means of ``sums`` over the items of every process, and their ``_count``."""
+    names = ["loss", *sorted(k for k in sums if k != "loss")]
+    totals = torch.stack([*(sums[k] for k in names), torch.full_like(sums["loss"], count)])
     if dist_info.enabled:
         dist.all_reduce(totals)
-    total_count = max(float(totals[-1].item()), 1.0)
-    seconds = time.perf_counter() - t0
-    row = {"loss": float(totals[0].item()) / total_count}
-    for j, k in enumerate(names, start=1):
-        row[k] = float(totals[j].item()) / total_count
-    row["seconds"] = seconds
-    row["items_per_s"] = total_count / seconds if seconds > 0 else math.nan
-    return row
+    values = totals.tolist()
+    total = max(values[-1], 1.0)
+    return {**{k: v / total for k, v in zip(names, values, strict=False)}, "_count": total}
 
 
 def _save(path: Path, kind: str, payload: dict, options: dict, model: nn.Module,
@@ -348,40 +406,3 @@ def _restore(path: Path, kind: str, options: dict, model: nn.Module,
         raise CheckpointError(f"--resume: {path} does not fit this model "
                               f"({first_line(exc)})") from None
     return int(ckpt["epoch"]), list(ckpt.get("history", []))
-
-
-def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
-    fields: list[str] = []
-    for row in history:
-        fields += [k for k in row if k not in fields]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                             for k, v in row.items()})
-    os.replace(tmp, path)
-
-
-def _plot_history(path: Path, history: list[dict[str, float]]) -> None:
-    # a bare Figure (no pyplot): leaves the user's backend alone (e.g. inline in notebooks)
-    from matplotlib.figure import Figure
-
-    epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(5, 3.2), dpi=100)
-    ax = fig.subplots()
-    ax.plot(epochs, [r["loss"] for r in history], marker="o")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict[str, float]]:
-    """Read a run's metrics.csv back as a list of dicts of floats."""
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
