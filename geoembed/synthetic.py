@@ -29,9 +29,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.transform import from_origin
+from rasterio.windows import Window, bounds
+from shapely import box
 
 from geoembed.errors import InputError, OutputExistsError
+from geoembed.io.georef import rowcol_to_xy
+from geoembed.io.geotiff import write_geotiff
 
 CRS = "EPSG:32615"  # UTM zone 15N (US Midwest)
 ORIGIN = (420_000.0, 4_650_000.0)  # top-left corner, metres (central Iowa)
@@ -235,67 +243,96 @@ def _balanced_sizes(rng: np.random.Generator, region: np.ndarray,
     return k
 
 
-def _render(rng: np.random.Generator, region: np.ndarray, class_of_region: np.ndarray
-            ) -> np.ndarray:
-    """Float32 (4, H, W) reflectance of every pixel from its region's class and parameters."""
-    size = region.shape[0]
+@dataclass(frozen=True)
+class _Canvas:
+    """What the class painters need: pixel coordinates, regions and per-region parameters."""
+
+    yy: np.ndarray
+    xx: np.ndarray
+    region: np.ndarray
+    angle: np.ndarray  # stripe orientation (cropland)
+    half_period: np.ndarray  # stripe half-period 2-4 -> period 4-8 px (cropland)
+    k: np.ndarray  # tree / shrub size 2-4 px, cell 2k (orchard, shrubland)
+    phase_u: np.ndarray
+    phase_y: np.ndarray
+    phase_x: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.region.shape[0]
+
+
+def _canvas(rng: np.random.Generator, region: np.ndarray, class_of_region: np.ndarray
+            ) -> _Canvas:
+    """Per-region texture parameters (drawn for every region so the draw order is fixed)."""
     n = len(class_of_region)
-    yy, xx = np.mgrid[0:size, 0:size]
-    spec = {k: np.asarray(v, np.float32)[:, None] for k, v in SPECTRA.items()}
-    lc = class_of_region[region]
-    img = np.zeros((4, size, size), np.float32)
-
-    def put(mask: np.ndarray, values: np.ndarray) -> None:
-        img[:, mask] = values
-
-    # Per-region texture parameters (drawn for every region so the draw order is fixed).
+    yy, xx = np.mgrid[0:region.shape[0], 0:region.shape[1]]
     angle = np.where(rng.random(n) < 0.7, rng.integers(0, 2, n) * (np.pi / 2),
                      rng.uniform(0, np.pi, n))
-    half_period = rng.integers(2, 5, n)  # stripe half-period 2-4 -> period 4-8 px
-    k = _balanced_sizes(rng, region, class_of_region)  # tree / shrub size 2-4 px, cell 2k
-    phase_u = rng.uniform(0, 8, n)
-    phase_y = rng.integers(0, 8, n)
-    phase_x = rng.integers(0, 8, n)
+    half_period = rng.integers(2, 5, n)
+    k = _balanced_sizes(rng, region, class_of_region)
+    return _Canvas(yy=yy, xx=xx, region=region, angle=angle, half_period=half_period, k=k,
+                   phase_u=rng.uniform(0, 8, n), phase_y=rng.integers(0, 8, n),
+                   phase_x=rng.integers(0, 8, n))
 
-    # Water: smooth, slight variation.
-    m = lc == CLASS_ID["water"]
-    g = 1.0 + 0.05 * _smooth_noise(rng, (size, size), 6.0)
-    put(m, spec["water"] * g[m])
-    # Forest: blotchy canopy shading.
-    m = lc == CLASS_ID["forest"]
-    g = 1.0 + 0.10 * _smooth_noise(rng, (size, size), 2.5)
-    put(m, spec["forest"] * g[m])
-    # Urban: a street grid of 3 px streets around 18 x 15 px blocks; roofs, some yards.
-    m = lc == CLASS_ID["urban"]
-    by, bx = yy[m] // 15, xx[m] // 18
-    block_kind = rng.random((size // 15 + 1, size // 18 + 1))
-    block_tone = 1.0 + 0.12 * rng.standard_normal((size // 15 + 1, size // 18 + 1))
-    street = (yy[m] % 15 < 3) | (xx[m] % 18 < 3)
+
+def _spectrum(name: str) -> np.ndarray:
+    """A component spectrum as a ``(4, 1)`` column."""
+    return np.asarray(SPECTRA[name], np.float32)[:, None]
+
+
+def _water(rng: np.random.Generator, c: _Canvas, m: np.ndarray) -> np.ndarray:
+    """Smooth, slight variation."""
+    g = 1.0 + 0.05 * _smooth_noise(rng, (c.size, c.size), 6.0)
+    return _spectrum("water") * g[m]
+
+
+def _forest(rng: np.random.Generator, c: _Canvas, m: np.ndarray) -> np.ndarray:
+    """Blotchy canopy shading."""
+    g = 1.0 + 0.10 * _smooth_noise(rng, (c.size, c.size), 2.5)
+    return _spectrum("forest") * g[m]
+
+
+def _urban(rng: np.random.Generator, c: _Canvas, m: np.ndarray) -> np.ndarray:
+    """A street grid of 3 px streets around 18 x 15 px blocks; roofs, some yards."""
+    yy, xx = c.yy[m], c.xx[m]
+    by, bx = yy // 15, xx // 18
+    block_kind = rng.random((c.size // 15 + 1, c.size // 18 + 1))
+    block_tone = 1.0 + 0.12 * rng.standard_normal((c.size // 15 + 1, c.size // 18 + 1))
+    street = (yy % 15 < 3) | (xx % 18 < 3)
     tone = block_tone[by, bx].astype(np.float32)
-    urban = np.where(block_kind[by, bx] < 0.8, spec["roof"] * tone, spec["yard"])
-    put(m, np.where(street, spec["street"], urban))
-    # Cropland: oriented stripes alternating vegetation / soil, 50/50.
-    m = lc == CLASS_ID["cropland"]
-    r = region[m]
-    u = xx[m] * np.cos(angle[r]) + yy[m] * np.sin(angle[r]) + phase_u[r]
-    is_veg = (np.floor(u / half_period[r]) % 2) == 0
-    put(m, np.where(is_veg, spec["veg"], spec["soil"]))
-    # Grassland: the same two spectra 50/50, pixel-scale random grain.
-    m = lc == CLASS_ID["grassland"]
-    grain = rng.random((size, size)) < 0.5
-    put(m, np.where(grain[m], spec["veg"], spec["soil"]))
-    # Orchard: k x k trees on a regular 2k lattice (25 % cover).
-    m = lc == CLASS_ID["orchard"]
-    r = region[m]
-    kk, s = k[r], 2 * k[r]
-    tree = (((yy[m] + phase_y[r]) % s) < kk) & (((xx[m] + phase_x[r]) % s) < kk)
-    put(m, np.where(tree, spec["tree"], spec["dry"]))
-    # Shrubland: one k x k shrub per 2k x 2k cell at a uniform random offset in [0, k].
-    m = lc == CLASS_ID["shrubland"]
-    r = region[m]
-    kk, s = k[r], 2 * k[r]
-    py, px = yy[m] + phase_y[r], xx[m] + phase_x[r]
-    n_cells = size // 4 + 3
+    urban = np.where(block_kind[by, bx] < 0.8, _spectrum("roof") * tone, _spectrum("yard"))
+    return np.where(street, _spectrum("street"), urban)
+
+
+def _cropland(rng: np.random.Generator, c: _Canvas, m: np.ndarray) -> np.ndarray:
+    """Oriented stripes alternating vegetation / soil, 50/50."""
+    r = c.region[m]
+    u = c.xx[m] * np.cos(c.angle[r]) + c.yy[m] * np.sin(c.angle[r]) + c.phase_u[r]
+    is_veg = (np.floor(u / c.half_period[r]) % 2) == 0
+    return np.where(is_veg, _spectrum("veg"), _spectrum("soil"))
+
+
+def _grassland(rng: np.random.Generator, c: _Canvas, m: np.ndarray) -> np.ndarray:
+    """The cropland spectra 50/50, pixel-scale random grain."""
+    grain = rng.random((c.size, c.size)) < 0.5
+    return np.where(grain[m], _spectrum("veg"), _spectrum("soil"))
+
+
+def _orchard(rng: np.random.Generator, c: _Canvas, m: np.ndarray) -> np.ndarray:
+    """k x k trees on a regular 2k lattice (25 % cover)."""
+    r = c.region[m]
+    kk, s = c.k[r], 2 * c.k[r]
+    tree = (((c.yy[m] + c.phase_y[r]) % s) < kk) & (((c.xx[m] + c.phase_x[r]) % s) < kk)
+    return np.where(tree, _spectrum("tree"), _spectrum("dry"))
+
+
+def _shrubland(rng: np.random.Generator, c: _Canvas, m: np.ndarray) -> np.ndarray:
+    """One k x k shrub per 2k x 2k cell at a uniform random offset in [0, k]."""
+    r = c.region[m]
+    kk, s = c.k[r], 2 * c.k[r]
+    py, px = c.yy[m] + c.phase_y[r], c.xx[m] + c.phase_x[r]
+    n_cells = c.size // 4 + 3
     off_y = rng.random((n_cells, n_cells))
     off_x = rng.random((n_cells, n_cells))
     cy, cx = py // s, px // s
@@ -303,21 +340,31 @@ def _render(rng: np.random.Generator, region: np.ndarray, class_of_region: np.nd
     ox = np.floor(off_x[cy, cx] * (kk + 1)).astype(np.int64)
     dy, dx = py % s - oy, px % s - ox
     shrub = (dy >= 0) & (dy < kk) & (dx >= 0) & (dx < kk)
-    put(m, np.where(shrub, spec["tree"], spec["dry"]))
+    return np.where(shrub, _spectrum("tree"), _spectrum("dry"))
 
+
+#: The class painters, in the order they draw from the random generator (fixed: the data
+#: must not change).
+_PAINTERS = (("water", _water), ("forest", _forest), ("urban", _urban),
+             ("cropland", _cropland), ("grassland", _grassland), ("orchard", _orchard),
+             ("shrubland", _shrubland))
+
+
+def _render(rng: np.random.Generator, region: np.ndarray, class_of_region: np.ndarray
+            ) -> np.ndarray:
+    """Float32 (4, H, W) reflectance of every pixel from its region's class and parameters."""
+    canvas = _canvas(rng, region, class_of_region)
+    lc = class_of_region[region]
+    img = np.zeros((4, *region.shape), np.float32)
+    for name, paint in _PAINTERS:
+        m = lc == CLASS_ID[name]
+        img[:, m] = paint(rng, canvas, m)
     return img
 
 
-def _pixel_centers(rows: np.ndarray, cols: np.ndarray, transform) -> tuple[np.ndarray, np.ndarray]:
-    xs = transform.c + (cols + 0.5) * transform.a
-    ys = transform.f + (rows + 0.5) * transform.e
-    return xs, ys
-
-
-def _sample_points(rng: np.random.Generator, landcover: np.ndarray, transform):
+def _sample_points(rng: np.random.Generator, landcover: np.ndarray,
+                   transform: Affine) -> gpd.GeoDataFrame:
     """~N_POINTS labelled pixel centers in EPSG:4326, >= MIN_POINTS_PER_CLASS per class."""
-    import geopandas as gpd
-
     flat = landcover.ravel()
     counts = np.array([(flat == c.id).sum() for c in CLASSES], np.float64)
     present = counts > 0
@@ -337,7 +384,7 @@ def _sample_points(rng: np.random.Generator, landcover: np.ndarray, transform):
     order = rng.permutation(len(pix))
     pix, class_id = pix[order], class_id[order]
     rows, cols = np.divmod(pix, landcover.shape[1])
-    xs, ys = _pixel_centers(rows, cols, transform)
+    xs, ys = rowcol_to_xy(transform, rows, cols)
     gdf = gpd.GeoDataFrame(
         {"point_id": np.arange(len(pix), dtype=np.int64),
          "class_id": class_id.astype(np.int64),
@@ -346,11 +393,9 @@ def _sample_points(rng: np.random.Generator, landcover: np.ndarray, transform):
     return gdf.to_crs("EPSG:4326")
 
 
-def _weak_labels(rng: np.random.Generator, landcover: np.ndarray, transform):
+def _weak_labels(rng: np.random.Generator, landcover: np.ndarray, transform: Affine
+                 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """50 x 50 px tiles fully inside the valid area with crop labels; one labelled pixel each."""
-    import geopandas as gpd
-    from shapely import box
-
     size_y, size_x = landcover.shape
     crop_ids = [c.id for c in CLASSES if c.crop]
     is_crop = np.isin(landcover, crop_ids)
@@ -361,12 +406,10 @@ def _weak_labels(rng: np.random.Generator, landcover: np.ndarray, transform):
             if (lc == LANDCOVER_NODATA).any():
                 continue
             crop = is_crop[r0:r0 + TILE, c0:c0 + TILE]
-            x0, y0 = transform @ (c0, r0)
-            x1, y1 = transform @ (c0 + TILE, r0 + TILE)
             rows_.append(r0)
             cols_.append(c0)
             fracs.append(float(crop.mean()))
-            polys.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+            polys.append(box(*bounds(Window(c0, r0, TILE, TILE), transform)))
             pr, pc = rng.integers(0, TILE, 2)
             pts_r.append(r0 + pr)
             pts_c.append(c0 + pc)
@@ -380,7 +423,7 @@ def _weak_labels(rng: np.random.Generator, landcover: np.ndarray, transform):
          "crop": (np.asarray(fracs) >= 0.5).astype(np.int64)},
         geometry=polys, crs=CRS)
     pr, pc = np.asarray(pts_r, np.int64), np.asarray(pts_c, np.int64)
-    xs, ys = _pixel_centers(pr, pc, transform)
+    xs, ys = rowcol_to_xy(transform, pr, pc)
     points = gpd.GeoDataFrame(
         {"tile_id": tile_id, "row": pr, "col": pc,
          "crop": np.asarray(pts_label, np.int64)},
@@ -409,10 +452,8 @@ def generate_arrays(size: int = 1024, seed: int = 0) -> tuple[np.ndarray, np.nda
     return img, landcover
 
 
-def scene_transform():
+def scene_transform() -> Affine:
     """The affine transform of the generated scene (north-up, 2 m pixels)."""
-    from rasterio.transform import from_origin
-
     return from_origin(ORIGIN[0], ORIGIN[1], PIXEL_SIZE, PIXEL_SIZE)
 
 
@@ -422,9 +463,9 @@ def classes_table() -> list[dict]:
              "color": c.color} for c in CLASSES]
 
 
-def _readme(size: int, seed: int, landcover: np.ndarray, n_points: int, tiles) -> str:
-    valid = landcover != LANDCOVER_NODATA
-    n_valid = int(valid.sum())
+def _readme(size: int, seed: int, landcover: np.ndarray, n_points: int,
+            tiles: gpd.GeoDataFrame) -> str:
+    """The content of ``README.md``: how to regenerate, the files, the classes."""
     lines = [
         "# geoembed sample data (synthetic)",
         "",
@@ -436,6 +477,15 @@ def _readme(size: int, seed: int, landcover: np.ndarray, n_points: int, tiles) -
         "",
         "`tests/test_synthetic.py` checks that regenerating reproduces these files.",
         "",
+    ]
+    lines += _readme_files(size, n_points, len(tiles))
+    lines += _readme_classes(landcover, tiles)
+    return "\n".join(lines)
+
+
+def _readme_files(size: int, n_points: int, n_tiles: int) -> list[str]:
+    """The README's table of files."""
+    return [
         "## Files",
         "",
         "| file | content |",
@@ -449,7 +499,7 @@ def _readme(size: int, seed: int, landcover: np.ndarray, n_points: int, tiles) -
         f"| `points.gpkg` | {n_points} labelled pixel centres, EPSG:4326, columns `point_id`, "
         f"`class_id`, `class` (name); stratified, >= {MIN_POINTS_PER_CLASS} per class, "
         "never on nodata |",
-        f"| `weak_tiles.gpkg` | {len(tiles)} non-overlapping {TILE} x {TILE} px tile "
+        f"| `weak_tiles.gpkg` | {n_tiles} non-overlapping {TILE} x {TILE} px tile "
         f"footprints in {CRS} on the grid starting at pixel (0, 0), tiles touching nodata "
         "dropped; columns `tile_id`, `row`, `col` (pixel offset of the top-left corner), "
         "`crop_fraction`, `crop` (1 if crop_fraction >= 0.5) |",
@@ -457,6 +507,13 @@ def _readme(size: int, seed: int, landcover: np.ndarray, n_points: int, tiles) -
         f"random position in the tile, {CRS}; columns `tile_id`, `row`, `col`, `crop` "
         "(that pixel's true label) |",
         "",
+    ]
+
+
+def _readme_classes(landcover: np.ndarray, tiles: gpd.GeoDataFrame) -> list[str]:
+    """The README's table of classes (with their share of the scene) and the texture pairs."""
+    n_valid = int((landcover != LANDCOVER_NODATA).sum())
+    lines = [
         "## Classes",
         "",
         "| id | name | crop | texture pair | share of valid pixels | looks like |",
@@ -467,7 +524,7 @@ def _readme(size: int, seed: int, landcover: np.ndarray, n_points: int, tiles) -
         lines.append(f"| {c.id} | {c.name} | {'yes' if c.crop else 'no'} | "
                      f"{c.texture_pair or '-'} | {share:.1%} | {c.description} |")
     crop_share = np.isin(landcover, [c.id for c in CLASSES if c.crop]).sum() / n_valid
-    lines += [
+    return lines + [
         "",
         f"Crop (cropland + orchard) covers {crop_share:.1%} of the valid pixels; "
         f"{int(tiles['crop'].sum())} of {len(tiles)} weak tiles are labelled crop.",
@@ -487,7 +544,6 @@ def _readme(size: int, seed: int, landcover: np.ndarray, n_points: int, tiles) -
         f"Gaussian noise (std {NOISE_STD:g}); values are quantised to multiples of {QUANT}.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def generate_sample_data(out_dir: str | os.PathLike, *, size: int = 1024, seed: int = 0,
@@ -507,8 +563,6 @@ def generate_sample_data(out_dir: str | os.PathLike, *, size: int = 1024, seed: 
     Raises:
         OutputExistsError: A sample-data file exists in ``out_dir`` and ``overwrite`` is False.
     """
-    from geoembed.io.geotiff import write_geotiff
-
     out = Path(out_dir)
     final = {key: out / name for key, name in FILES.items()}
     existing = [p.name for p in final.values() if p.exists()]
@@ -549,8 +603,6 @@ def generate_sample_data(out_dir: str | os.PathLike, *, size: int = 1024, seed: 
 
 
 def _write_colormap(path: Path) -> None:
-    import rasterio
-
     cmap = {c.id: tuple(int(c.color[i:i + 2], 16) for i in (1, 3, 5)) + (255,) for c in CLASSES}
     cmap[LANDCOVER_NODATA] = (0, 0, 0, 0)
     with rasterio.open(path, "r+") as ds:
