@@ -40,7 +40,20 @@ import sys
 import time
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
+import rasterio
+import torch
+from affine import Affine
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
+
+from geoembed.inference.segmentation import segment
+from geoembed.io.scenes import open_scene
+from geoembed.samplers.weak import dense_candidates
+from geoembed.synthetic import generate_sample_data
+from geoembed.trainers.weak import weak_train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path("/tmp/geoembed_bench_weak")  # not bench/_work: bench_tile.py deletes that
@@ -60,12 +73,6 @@ def rss_mb() -> float:
 
 def prepare_data() -> dict:
     """Training scenes A (sample_data) and B (seed 1, shifted east), held-out scene C."""
-    import geopandas as gpd
-    import rasterio
-    from affine import Affine
-
-    from geoembed.synthetic import generate_sample_data
-
     WORK.mkdir(parents=True, exist_ok=True)
     data: dict = {"scenes": [], "landcover": [], "tiles": [], "points": []}
     for name, seed in (("B", 1), ("C", 2)):
@@ -96,9 +103,9 @@ def prepare_data() -> dict:
         data["tiles"].append(t)
         data["points"].append(p)
     data["tiles"] = gpd.GeoDataFrame(
-        __import__("pandas").concat(data["tiles"], ignore_index=True), crs=t.crs)
+        pd.concat(data["tiles"], ignore_index=True), crs=t.crs)
     data["points"] = gpd.GeoDataFrame(
-        __import__("pandas").concat(data["points"], ignore_index=True), crs=p.crs)
+        pd.concat(data["points"], ignore_index=True), crs=p.crs)
     assert (data["tiles"]["tile_id"].to_numpy() == data["points"]["tile_id"].to_numpy()).all()
     data["test_scene"] = WORK / "gen_C" / "scene.tif"
     data["test_landcover"] = WORK / "gen_C" / "landcover.tif"
@@ -107,8 +114,6 @@ def prepare_data() -> dict:
 
 def dense_label_rasters(data: dict, chosen: np.ndarray, tag: str) -> list[Path]:
     """Crop masks (0/1) inside the chosen tiles only, 255 (unlabelled) elsewhere."""
-    import rasterio
-
     paths = []
     tiles = data["tiles"].iloc[chosen]
     for si, name in enumerate(("A", "B")):
@@ -132,20 +137,14 @@ def dense_label_rasters(data: dict, chosen: np.ndarray, tag: str) -> list[Path]:
 
 def dense_items(data: dict, paths: list[Path], tile: int) -> int:
     """Training items per epoch of a dense run: tile-grid cells holding labels."""
-    from geoembed.datasets.weak import DenseSource, dense_candidates
-    from geoembed.io.scenes import open_scene
-
     n = 0
     for scene, lab in zip(data["scenes"], paths, strict=True):
-        src = DenseSource(open_scene(scene), open_scene(lab), [], [])
-        n += len(dense_candidates(src, tile)[0])
+        n += len(dense_candidates(open_scene(scene), open_scene(lab), tile)[0])
     return n
 
 
 def scores(pred: np.ndarray, lc: np.ndarray) -> dict:
     """Crop precision / recall / F1 / IoU overall and on the texture-only classes."""
-    from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
-
     valid = (lc != 255) & (pred != 255)
     out = {}
     for key, sel in (("all", valid), ("texture", valid & np.isin(lc, TEXTURE_CLASSES))):
@@ -159,9 +158,6 @@ def scores(pred: np.ndarray, lc: np.ndarray) -> dict:
 
 def random_forest(data: dict, chosen: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
     """Per-pixel RF on the band values of the chosen tiles' single labelled pixels."""
-    import rasterio
-    from sklearn.ensemble import RandomForestClassifier
-
     pts = data["points"].iloc[chosen]
     xs, ys = [], []
     for si, name in enumerate(("A", "B")):
@@ -195,12 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     WORK = args.work
 
-    import rasterio
-    import torch
-
     torch.set_num_threads(args.threads)
-    from geoembed.inference.segmentation import segment
-    from geoembed.trainers.weak import weak_train
 
     t_start = time.perf_counter()
     data = prepare_data()

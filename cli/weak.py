@@ -14,11 +14,10 @@ from geoembed.cli.options import (
     seed_option,
 )
 
-# Same values as geoembed.trainers.weak (not imported here: that would import torch at start-up).
-DEFAULT_EPOCHS = {"image": 60, "pixel": 60, "dense": 20}
+from geoembed.errors import InputError
+from geoembed.trainers.weak_config import DEFAULT_EPOCHS, LABEL_TYPES, WeakTrainConfig
 
-
-
+DEFAULTS = WeakTrainConfig()
 DECODER_WIDTHS = CommaList(int, minimum=1, example="64,32,16,8",
                            below_minimum="decoder widths must be positive")
 
@@ -35,7 +34,7 @@ def weak_group() -> None:
 @click.option("--labels", "labels", required=True, multiple=True, type=click.Path(path_type=str),
               help="image / pixel: a vector file (any format, any CRS); dense: a label raster "
                    "on the scene's grid (repeat once per scene).")
-@click.option("--label-type", type=click.Choice(["image", "pixel", "dense"]), default="image",
+@click.option("--label-type", type=click.Choice(LABEL_TYPES), default=DEFAULTS.label_type,
               show_default=True,
               help="image: one class per polygon (tile), trained through a CAM; pixel: one "
                    "class per point, masked loss; dense: a full label raster.")
@@ -49,11 +48,12 @@ def weak_group() -> None:
               help="Run directory: checkpoint.pt, metrics.csv, loss.png.")
 @bands_option
 @allow_no_crs_option
-@click.option("--tile-size", type=int, default=50, show_default=True,
+@click.option("--tile-size", type=int, default=DEFAULTS.tile_size, show_default=True,
               help="Training tile side in pixels (the paper's 50).")
-@click.option("--encoder", default="resnet18", show_default=True,
+@click.option("--encoder", default=DEFAULTS.encoder, show_default=True,
               help="Any segmentation-models-pytorch encoder, without pretrained weights.")
-@click.option("--encoder-depth", type=click.IntRange(3, 5), default=5, show_default=True,
+@click.option("--encoder-depth", type=click.IntRange(3, 5), default=DEFAULTS.encoder_depth,
+              show_default=True,
               help="Encoder stages (the paper's U-Net had 4 levels).")
 @click.option("--decoder-channels", type=DECODER_WIDTHS, default=None, metavar="W1,W2,...",
               help="One width per decoder stage.  [default: 256,128,64,32,16 halved from "
@@ -62,12 +62,14 @@ def weak_group() -> None:
               help="Epochs (with --resume: train until this many).  [default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_EPOCHS.items())
                    + "; the paper: image 200, pixel 50 on a GPU]")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Tiles per batch.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True,
+              help="Tiles per batch.")
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True,
+              help="Adam learning rate.")
 @click.option("--max-labels", type=int, default=None,
               help="Use a random (seeded) subset of N labelled tiles / points / label cells "
                    "(learning curves).  [default: all]")
-@click.option("--workers", type=int, default=0, show_default=True,
+@click.option("--workers", type=int, default=DEFAULTS.workers, show_default=True,
               help="DataLoader worker processes.")
 @seed_option
 @device_option
@@ -93,20 +95,20 @@ def train_command(scenes: tuple[str, ...], labels: tuple[str, ...], label_type: 
       geoembed weak train scene.tif --labels points.gpkg --label-column crop \\
           --label-type pixel --out runs/pixel
     """
-    from geoembed.errors import InputError
+    # the trainer imports torch and smp (seconds): only when a run starts, not for --help
     from geoembed.trainers.weak import weak_train
 
     if label_type != "dense" and len(labels) != 1:
         raise InputError(f"--label-type {label_type} takes one --labels vector file")
-    result = weak_train(
-        list(scenes), labels[0] if label_type != "dense" else list(labels), out,
+    config = WeakTrainConfig(
         label_type=label_type, label_column=label_column,
-        positive=list(positive) if positive else None,
-        tile_size=tile_size, encoder=encoder, encoder_depth=encoder_depth,
-        decoder_channels=decoder_channels, epochs=epochs, batch_size=batch_size, lr=lr,
-        max_labels=max_labels, seed=seed, device=device, amp=not no_amp, workers=workers,
-        resume=resume, overwrite=overwrite, quiet=quiet, bands=bands,
-        allow_no_crs=allow_no_crs)
+        positive=list(positive) if positive else None, tile_size=tile_size, encoder=encoder,
+        encoder_depth=encoder_depth, decoder_channels=decoder_channels, epochs=epochs,
+        batch_size=batch_size, lr=lr, max_labels=max_labels, seed=seed, device=device,
+        amp=not no_amp, workers=workers, resume=resume, overwrite=overwrite, quiet=quiet,
+        bands=bands, allow_no_crs=allow_no_crs)
+    result = weak_train(list(scenes), labels[0] if label_type != "dense" else list(labels), out,
+                        config)
     if quiet:
         return
     last = result.history[-1] if result.history else {}

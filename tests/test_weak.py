@@ -12,19 +12,18 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.geometry import Point, box
 
-from geoembed.datasets.weak import PointTiles, random_dihedral
+from geoembed.datasets.weak import PointTiles
 from geoembed.errors import InputError, LabelError, OutputExistsError, RasterError
 from geoembed.io.checkpoint import load_checkpoint
 from geoembed.io.scenes import band_statistics, open_scene
 from geoembed.losses import IGNORE_INDEX, cam_image_loss, masked_pixel_loss
 from geoembed.models.unet_cam import WeakUNet
+from geoembed.samplers.weak import polygon_window
 from geoembed.trainers.fit import read_metrics
-from geoembed.trainers.weak import (
-    class_encoding,
-    majority_scores,
-    search_threshold,
-    weak_train,
-)
+from geoembed.trainers.weak import weak_train
+from geoembed.trainers.weak_labels import class_encoding
+from geoembed.trainers.weak_threshold import majority_scores, search_threshold
+from geoembed.transforms import random_dihedral
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
 
 TINY = {"encoder_depth": 3, "decoder_channels": (16, 8, 4)}
@@ -369,12 +368,10 @@ def test_dense_training_with_positive_values(tmp_path):
 
 
 def test_image_windows_are_whole_pixels_in_the_scene(tmp_path):
-    from geoembed.trainers.weak import polygon_window
-
     path, _ = weak_scene(tmp_path)
-    scene = open_scene(path)
+    transform = open_scene(path).transform
     x0, y1 = ORIGIN[0] + 10 * PIXEL, ORIGIN[1] - 20 * PIXEL
-    w = polygon_window((x0, y1 - 50 * PIXEL, x0 + 50 * PIXEL, y1), scene)
+    w = polygon_window((x0, y1 - 50 * PIXEL, x0 + 50 * PIXEL, y1), transform)
     assert w == Window(10, 20, 50, 50)
-    w = polygon_window((x0 + 1, y1 - 50 * PIXEL + 1, x0 + 50 * PIXEL - 1, y1 - 1), scene)
+    w = polygon_window((x0 + 1, y1 - 50 * PIXEL + 1, x0 + 50 * PIXEL - 1, y1 - 1), transform)
     assert w == Window(10, 20, 50, 50)

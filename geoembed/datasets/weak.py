@@ -3,8 +3,10 @@
 Every dataset reads windows from :class:`~geoembed.io.scenes.Scene` objects on demand (no
 whole-scene load; a Scene reopens its handle in each DataLoader worker), standardises them
 with the training band statistics (:func:`~geoembed.io.scenes.normalize`, nodata -> 0), and
-augments with random flips and 90-degree rotations drawn from torch's RNG, which
-:func:`geoembed.trainers.fit.fit` seeds per epoch (a resumed run repeats exactly).
+augments an image and its target with the same random flip / 90-degree rotation
+(:func:`geoembed.transforms.random_dihedral`, torch's RNG, which
+:func:`geoembed.trainers.fit.fit` seeds per epoch: a resumed run repeats exactly). Where
+tiles go is decided in :mod:`geoembed.samplers.weak`.
 
 Items:
     * :class:`ImageTiles`: ``(x (C,t,t) float32, valid (t,t) bool, label int64)``.
@@ -25,18 +27,8 @@ from torch.utils.data import Dataset
 
 from geoembed.io.scenes import BandStats, Scene, normalize
 from geoembed.losses import IGNORE_INDEX
-
-
-def random_dihedral(*arrays: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Apply one random flip / 90-degree rotation (of 8) to every array's last two axes."""
-    k = int(torch.randint(0, 8, ()).item())
-    out = []
-    for a in arrays:
-        if k & 4:
-            a = a.flip(-1)
-        a = torch.rot90(a, k & 3, dims=(-2, -1))
-        out.append(a.contiguous())
-    return tuple(out)
+from geoembed.samplers.weak import PointIndex, clipped_window
+from geoembed.transforms import random_dihedral
 
 
 def _read_normalized(scene: Scene, window: Window, stats: BandStats,
@@ -96,31 +88,6 @@ class ImageTiles(Dataset):
         return xt, vt, torch.tensor(self.labels[i])
 
 
-class _PointIndex:
-    """Labelled points of one scene bucketed by ``tile``-sized cells, for window queries."""
-
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, codes: np.ndarray, cell: int) -> None:
-        self.rows, self.cols, self.codes, self.cell = rows, cols, codes, cell
-        keys = (rows // cell) * 1_000_003 + cols // cell
-        order = np.argsort(keys, kind="stable")
-        self.sorted_keys = keys[order]
-        self.order = order
-
-    def query(self, r0: int, c0: int, size: int) -> np.ndarray:
-        """Indexes of the points inside the window ``[r0, r0+size) x [c0, c0+size)``."""
-        found = []
-        for br in range(r0 // self.cell, (r0 + size - 1) // self.cell + 1):
-            for bc in range(c0 // self.cell, (c0 + size - 1) // self.cell + 1):
-                key = br * 1_000_003 + bc
-                lo = np.searchsorted(self.sorted_keys, key, "left")
-                hi = np.searchsorted(self.sorted_keys, key, "right")
-                found.append(self.order[lo:hi])
-        idx = np.concatenate(found) if found else np.zeros(0, np.int64)
-        r, c = self.rows[idx], self.cols[idx]
-        inside = (r >= r0) & (r < r0 + size) & (c >= c0) & (c < c0 + size)
-        return idx[inside]
-
-
 class PointTiles(Dataset):
     """Single-pixel labels: item ``i`` is a tile in which labelled point ``i`` falls at a
     random position (drawn anew each epoch), clipped to the scene.
@@ -143,7 +110,7 @@ class PointTiles(Dataset):
         self._index = {}
         for s in np.unique(self.scene_index):
             sel = np.flatnonzero(self.scene_index == s)
-            self._index[int(s)] = (sel, _PointIndex(self.rows[sel], self.cols[sel],
+            self._index[int(s)] = (sel, PointIndex(self.rows[sel], self.cols[sel],
                                                     self.codes[sel], self.tile))
 
     def __len__(self) -> int:
@@ -152,10 +119,8 @@ class PointTiles(Dataset):
     def window_for(self, i: int, dr: int, dc: int) -> Window:
         """The tile holding point ``i`` at offset ``(dr, dc)`` inside it, clipped to the scene."""
         scene = self.scenes[self.scene_index[i]]
-        t = self.tile
-        r0 = int(np.clip(self.rows[i] - dr, 0, scene.height - t))
-        c0 = int(np.clip(self.cols[i] - dc, 0, scene.width - t))
-        return Window(c0, r0, t, t)
+        return clipped_window(int(self.rows[i]), int(self.cols[i]), dr, dc, self.tile,
+                              scene.height, scene.width)
 
     def target_for(self, i: int, window: Window) -> np.ndarray:
         """``(t, t)`` int64 target of the labelled points of item ``i``'s scene in ``window``."""
@@ -223,46 +188,13 @@ class DenseTiles(Dataset):
         src = self.sources[self.source_index[i]]
         t = self.tile
         r0, c0 = (int(v) for v in self.offsets[i])
+        dr = dc = 0
         if self.jitter:
             half = t // 2
-            dr, dc = (int(v) - half for v in torch.randint(0, 2 * half + 1, (2,)))
-            r0 = int(np.clip(r0 + dr, 0, src.scene.height - t))
-            c0 = int(np.clip(c0 + dc, 0, src.scene.width - t))
-        window = Window(c0, r0, t, t)
+            dr, dc = (half - int(v) for v in torch.randint(0, 2 * half + 1, (2,)))
+        window = clipped_window(r0, c0, dr, dc, t, src.scene.height, src.scene.width)
         x, _ = _read_normalized(src.scene, window, self.stats)
         xt, yt = torch.from_numpy(x), torch.from_numpy(src.read_target(window))
         if self.augment:
             xt, yt = random_dihedral(xt, yt)
         return xt, yt
-
-
-def dense_candidates(source: DenseSource, tile: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Grid tiles (stride = tile, last ones flush with the scene's edge) that hold labels.
-
-    Reads the label raster strip by strip. Returns ``(offsets (n, 2) [row, col],
-    labelled_fraction (n,), value_counts {value: pixels})`` over labelled valid pixels.
-    """
-    from geoembed.samplers.grid import grid_offsets
-
-    scene = source.scene
-    rows = grid_offsets(scene.height, tile, tile, cover_end=True)
-    cols = grid_offsets(scene.width, tile, tile, cover_end=True)
-    offsets, fractions = [], []
-    counts: dict = {}
-    counted_to = 0
-    for r in rows:
-        strip = Window(0, r, scene.width, tile)
-        raw = source.labels.read(strip)
-        has_label = source.labels.read_valid(strip, data=raw) & scene.read_valid(strip)
-        skip = max(counted_to - r, 0)  # rows already counted by the previous strip
-        counted_to = r + tile
-        values, n = np.unique(raw[0][skip:][has_label[skip:]], return_counts=True)
-        for v, k in zip(values.tolist(), n.tolist(), strict=True):
-            counts[v] = counts.get(v, 0) + k
-        for c in cols:
-            frac = float(has_label[:, c:c + tile].mean())
-            if frac > 0:
-                offsets.append((r, c))
-                fractions.append(frac)
-    return (np.asarray(offsets, dtype=np.int64).reshape(-1, 2),
-            np.asarray(fractions, dtype=np.float64), counts)
