@@ -125,7 +125,8 @@ def _in_memory(em, scene: str, stride: int):
     import torch
 
     from geoembed.io.scenes import normalize, open_scene
-    from geoembed.samplers.grid import WindowGrid, read_grid_row
+    from geoembed.inference.strips import read_grid_row
+    from geoembed.samplers.grid import WindowGrid
 
     sc = open_scene(scene)
     grid = WindowGrid.for_scene(sc, em.tile, stride)

@@ -14,9 +14,11 @@ from geoembed.cli import cli
 from rasterio.transform import from_origin
 
 from geoembed import __version__
-from geoembed.inference.embedding import _Normalizer, embed, output_transform
+from geoembed.inference.embedding import embed
+from geoembed.inference.engine import Normalizer
 from geoembed.io.checkpoint import file_sha256, save_checkpoint
 from geoembed.io.embeddings import DEQUANTIZATION, dequantize
+from geoembed.io.georef import window_grid_transform
 from geoembed.io.scenes import band_statistics, normalize, open_scene
 from geoembed.models import build_encoder, encoder_config
 from tests.conftest import ORIGIN, PIXEL, write_raster
@@ -194,8 +196,8 @@ def test_stride_25_and_50_geometry(tmp_path):
                 np.testing.assert_allclose(e25[:, 2 * i, 2 * j], e50[:, i, j], atol=1e-5)
 
 
-def test_output_transform_formula():
-    t = output_transform(from_origin(100.0, 200.0, 2.0, 2.0), tile=10, stride=4)
+def test_window_grid_transform_formula():
+    t = window_grid_transform(from_origin(100.0, 200.0, 2.0, 2.0), tile=10, stride=4)
     # window (1, 2): top-left scene pixel (row 4, col 8), center (col 13, row 9)
     assert t @ (2.5, 1.5) == pytest.approx((100.0 + 13 * 2.0, 200.0 - 9 * 2.0))
 
@@ -273,7 +275,7 @@ def test_cli_bad_input_exits_2(cli_inputs, args, message):
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
 def test_interrupted_run_leaves_nothing(cli_inputs, monkeypatch, tmp_path, exc):
     calls = {"n": 0}
-    real = _Normalizer.__call__
+    real = Normalizer.__call__
 
     def flaky(self, tiles, valid):
         calls["n"] += 1
@@ -281,7 +283,7 @@ def test_interrupted_run_leaves_nothing(cli_inputs, monkeypatch, tmp_path, exc):
             raise exc("stop")
         return real(self, tiles, valid)
 
-    monkeypatch.setattr(_Normalizer, "__call__", flaky)
+    monkeypatch.setattr(Normalizer, "__call__", flaky)
     out = tmp_path / "sub" / "e.tif"
     with pytest.raises(exc):
         embed(cli_inputs["ckpt"], cli_inputs["scene"], out, stride=2, batch_size=10,

@@ -13,7 +13,8 @@ from rasterio.windows import Window
 from sklearn.metrics import f1_score, jaccard_score, precision_score
 
 from geoembed.errors import InputError, OutputExistsError, RasterError
-from geoembed.inference.segmentation import NODATA, WeakPredictor, blend_weights, segment
+from geoembed.inference.engine import blend_weights
+from geoembed.inference.segmentation import NODATA, WeakPredictor, segment
 from geoembed.io.checkpoint import load_checkpoint
 from geoembed.io.scenes import open_scene
 from geoembed.samplers.grid import grid_offsets

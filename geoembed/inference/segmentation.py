@@ -1,14 +1,15 @@
 """Whole-scene segmentation with a trained weak U-Net, stitched without seams, streaming.
 
-:func:`segment` is the Python API behind ``geoembed segment`` (``geoembed.segment``).
+:func:`segment` is the Python API behind ``geoembed segment`` (``geoembed.segment``); its
+options are a :class:`~geoembed.inference.config.SegmentConfig`.
 
 Sliding windows (default stride half a tile; the last row / column of windows is flush with
-the scene's edge so every pixel is covered) are predicted in batches; their per-pixel
-logits are averaged with a smooth weight (a squared sine, highest at the window's centre and
-small but positive at its edges), so that predictions change continuously across window
-borders. Only a band of ``tile`` rows of accumulators is kept: rows no later window can
-reach are converted and written at once, so memory depends on the scene's width, not its
-size.
+the scene's edge so every pixel is covered) are predicted in batches by
+:mod:`geoembed.inference.engine`; their per-pixel logits are averaged with a smooth weight
+(a squared sine, highest at the window's centre and small but positive at its edges), so
+that predictions change continuously across window borders. Only a band of ``tile`` rows of
+accumulators is kept: rows no later window can reach are converted and written at once, so
+memory depends on the scene's width, not its size.
 
 Outputs:
     * the class map: uint8, one band, value ``i`` = ``class_names[i]`` of the checkpoint,
@@ -20,7 +21,7 @@ Outputs:
       of an image-level model (0 for pixel / dense models); K classes: softmax.
     * with ``reference``: a JSON report (default ``<stem>_report.json``) of pixel accuracy,
       per-class precision / recall / F1 / IoU and the confusion matrix against a reference
-      raster on the same grid.
+      raster on the same grid (:mod:`geoembed.inference.reference`).
 """
 
 from __future__ import annotations
@@ -28,47 +29,40 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rasterio.windows import Window
 
 from geoembed.devices import autocast_context, resolve_device
 from geoembed.errors import InputError, RasterError
+from geoembed.inference.config import SegmentConfig, resolve_config
+from geoembed.inference.engine import (
+    BlendBand,
+    Block,
+    blend_rows,
+    blend_weights,
+    predict_rows,
+    progress,
+    streaming_cache,
+)
+from geoembed.inference.reference import Reference, reference_mapping, value_key
 from geoembed.io.checkpoint import file_sha256, load_checkpoint
 from geoembed.io.geotiff import RasterWriter
-from geoembed.io.outputs import check_output
+from geoembed.io.outputs import atomic_output, check_output
 from geoembed.io.scenes import Scene, normalize, open_scene
 from geoembed.models.unet_cam import WeakUNet, weak_model_from_checkpoint
-from geoembed.samplers.grid import WindowGrid, iter_grid_rows
+from geoembed.samplers.grid import WindowGrid
+
+__all__ = ["NODATA", "SegmentConfig", "SegmentResult", "WeakPredictor", "blend_weights",
+           "segment", "value_key"]
 
 KIND = "weak"
 NODATA = 255
-#: Smallest blending weight (at a window's outermost pixels), relative to the centre's 1.
-MIN_WEIGHT = 1e-3
-
-
-def blend_weights(tile: int) -> np.ndarray:
-    """``(tile, tile)`` float32 weight: ``sin^2`` profile, strictly positive at the edges."""
-    i = np.arange(tile, dtype=np.float64)
-    w1 = np.sin(np.pi * (i + 0.5) / tile) ** 2
-    w1 = np.maximum(w1, MIN_WEIGHT)
-    return np.outer(w1, w1).astype(np.float32)
-
-
-def value_key(v: Any) -> str:
-    """A label value as the string used to compare classes (1, 1.0, '1', True -> '1')."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, bool):
-        v = int(v)
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v)
 
 
 class WeakPredictor:
@@ -76,7 +70,8 @@ class WeakPredictor:
 
     ``logits`` returns per-pixel *decision* logits: for a binary model one channel whose
     sign is the class (the CAM minus its threshold for image-level models), for K classes K
-    channels whose argmax is the class.
+    channels whose argmax is the class. ``launch``/``collect`` make it a
+    :class:`~geoembed.inference.engine.WindowModel` over raw windows.
     """
 
     def __init__(self, ckpt: Mapping[str, Any], device: str | torch.device = "cpu",
@@ -88,6 +83,7 @@ class WeakPredictor:
         self.class_names: list[str] = list(ckpt["class_names"])
         self.n_classes = len(self.class_names)
         self.binary = self.n_classes == 2
+        self.n_out = 1 if self.binary else self.n_classes
         self.threshold = float(ckpt.get("threshold") or 0.0) if self.binary else None
         self.tile = int(ckpt["tile_size"])
         self.bands = tuple(ckpt["bands"])
@@ -96,9 +92,10 @@ class WeakPredictor:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto", amp: bool = True
              ) -> WeakPredictor:
+        """Load a ``weak`` checkpoint onto ``device``."""
         return cls(load_checkpoint(path, kind=KIND), device=device, amp=amp)
 
-    def normalize(self, tiles: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def normalize(self, tiles: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         """Standardise raw ``(n, C, h, w)`` windows (nodata -> 0) as in training."""
         return normalize(tiles, self.stats, valid)
 
@@ -118,6 +115,13 @@ class WeakPredictor:
             outs.append(out.cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
+    def launch(self, tiles: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+        """Decision logits of raw windows, as one batch."""
+        return self.logits(self.normalize(tiles, valid), batch_size=len(tiles))
+
+    def collect(self, handle: np.ndarray) -> np.ndarray:
+        return handle
+
     def classes(self, logits: np.ndarray) -> np.ndarray:
         """Class codes ``(..., h, w)`` uint8 from decision logits ``(..., n_out, h, w)``."""
         if self.binary:
@@ -134,123 +138,6 @@ class WeakPredictor:
         return (e / e.sum(axis=-3, keepdims=True)).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------
-# Reference scoring
-# ---------------------------------------------------------------------------------------------
-
-def reference_mapping(ckpt: Mapping[str, Any], *, reference_positive: Sequence[Any] | None = None,
-                      reference_map: Mapping[Any, Any] | None = None) -> tuple[Any, str]:
-    """A function reference value -> model class code (-1: not scored) and its description.
-
-    * ``reference_map``: ``{reference value: class code or class name}``; other values are
-      not scored.
-    * ``reference_positive`` (binary models): these reference values are the positive class,
-      every other valid value the negative one.
-    * default: a one-vs-rest model's positive label values are positive, the rest negative;
-      otherwise a reference value scores as the class whose label value it equals.
-    """
-    names = list(ckpt["class_names"])
-    values = [list(v) for v in ckpt.get("class_values") or [[n] for n in names]]
-    binary = len(names) == 2
-    if reference_map is not None and reference_positive is not None:
-        raise InputError("give either --reference-positive or --reference-map, not both")
-    if reference_map is not None:
-        table: dict[str, int] = {}
-        for k, v in reference_map.items():
-            key = value_key(v)
-            if key in names:
-                code = names.index(key)
-            else:
-                try:
-                    code = int(key)
-                except ValueError:
-                    code = -2
-                if not 0 <= code < len(names):
-                    raise InputError(f"--reference-map: {v!r} is not a class of the model "
-                                     f"(classes: {', '.join(names)}; or codes 0..{len(names)-1})")
-            table[value_key(k)] = code
-        return (lambda v: table.get(value_key(v), -1)), f"map {table}"
-    if reference_positive is not None:
-        if not binary:
-            raise InputError("--reference-positive is for binary models; this model has "
-                             f"{len(names)} classes: use --reference-map")
-        pos = {value_key(p) for p in reference_positive}
-        return (lambda v: 1 if value_key(v) in pos else 0), f"positive {sorted(pos)}"
-    if ckpt.get("positive"):
-        pos = {value_key(p) for p in ckpt["positive"]}
-        return (lambda v: 1 if value_key(v) in pos else 0), f"positive {sorted(pos)}"
-    table = {k: i for i, vals in enumerate(values) for k in vals}
-    return (lambda v: table.get(value_key(v), -1)), f"label values {table}"
-
-
-class ConfusionAccumulator:
-    """Confusion matrix of class codes, accumulated chunk by chunk (sklearn's)."""
-
-    def __init__(self, n_classes: int) -> None:
-        self.n = n_classes
-        self.matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-        self.n_unmapped = 0
-
-    def add(self, truth: np.ndarray, pred: np.ndarray) -> None:
-        from sklearn.metrics import confusion_matrix
-
-        if truth.size:
-            self.matrix += confusion_matrix(truth, pred, labels=list(range(self.n)))
-
-    def report(self, class_names: Sequence[str]) -> dict[str, Any]:
-        """Accuracy, per-class precision / recall / F1 / IoU / support, macro means."""
-        m = self.matrix.astype(np.float64)
-        tp = np.diag(m)
-        total = m.sum()
-
-        def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
-
-        precision = ratio(tp, m.sum(axis=0))
-        recall = ratio(tp, m.sum(axis=1))
-        f1 = ratio(2 * precision * recall, precision + recall)
-        iou = ratio(tp, m.sum(axis=0) + m.sum(axis=1) - tp)
-        per = {name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                      "f1": float(f1[i]), "iou": float(iou[i]),
-                      "support": int(m.sum(axis=1)[i])}
-               for i, name in enumerate(class_names)}
-        present = m.sum(axis=1) > 0
-        return {
-            "pixels": int(total),
-            "accuracy": float(tp.sum() / total) if total else float("nan"),
-            "classes": per,
-            "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-            "mean_iou": float(iou[present].mean()) if present.any() else float("nan"),
-            "confusion_matrix": self.matrix.tolist(),
-            "unmapped_pixels": int(self.n_unmapped),
-        }
-
-
-class _Reference:
-    """A reference raster on the scene's grid, read chunk by chunk and mapped to codes."""
-
-    def __init__(self, path: str | os.PathLike, scene: Scene, mapping: Any) -> None:
-        from geoembed.io.labels import check_same_grid
-
-        self.scene = open_scene(path, bands=[1], allow_no_crs=scene.crs is None)
-        check_same_grid(scene, self.scene, what="reference raster")
-        self.mapping = mapping
-
-    def codes(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes int64 (h, w) with -1 = not scored, valid reference pixels (h, w))``."""
-        raw = self.scene.read(window)
-        valid = self.scene.read_valid(window, data=raw)
-        raw = raw[0]
-        out = np.full(raw.shape, -1, dtype=np.int64)
-        for u in np.unique(raw[valid]):
-            out[(raw == u) & valid] = self.mapping(u)
-        return out, valid
-
-
-# ---------------------------------------------------------------------------------------------
-# segment
-# ---------------------------------------------------------------------------------------------
-
 @dataclass
 class SegmentResult:
     """What :func:`segment` wrote."""
@@ -266,187 +153,139 @@ class SegmentResult:
 
 
 def probabilities_path(out: str | os.PathLike) -> Path:
+    """``<stem>_probabilities.tif`` next to the class map ``out``."""
     out = Path(out)
     return out.with_name(f"{out.stem}_probabilities.tif")
 
 
 def report_path_for(out: str | os.PathLike) -> Path:
+    """``<stem>_report.json`` next to the class map ``out``."""
     out = Path(out)
     return out.with_name(f"{out.stem}_report.json")
 
 
-def segment(
-    checkpoint: str | os.PathLike,
-    scene: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    stride: int | None = None,
-    tile: int | None = None,
-    batch_size: int = 32,
-    probabilities: bool = False,
-    reference: str | os.PathLike | None = None,
-    reference_positive: Sequence[Any] | None = None,
-    reference_map: Mapping[Any, Any] | None = None,
-    report: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    quiet: bool = False,
-    device: str = "auto",
-    amp: bool = True,
-    allow_no_crs: bool = False,
-) -> SegmentResult:
+def segment(checkpoint: str | os.PathLike, scene: str | os.PathLike, out: str | os.PathLike,
+            config: SegmentConfig | None = None, **options: Any) -> SegmentResult:
     """Segment a whole scene with a ``weak`` checkpoint into a class-map GeoTIFF.
 
     Args:
         checkpoint: a ``geoembed weak train`` checkpoint.
         scene: the raster to segment (the checkpoint's bands are used).
         out: the class map GeoTIFF (uint8, 255 = nodata).
-        stride: window step in pixels (default half the window).
-        tile: window size (default the training tile size; the U-Net is fully
-            convolutional, so larger windows are faster with the same model).
-        batch_size: windows per forward pass.
-        probabilities: also write ``<stem>_probabilities.tif`` (float32, one band per class).
-        reference: a reference class raster on the scene's grid to score against.
-        reference_positive, reference_map: how reference values map to the model's classes
-            (see :func:`reference_mapping`).
-        report: where to write the JSON report (default ``<stem>_report.json``).
+        config: the options (:class:`~geoembed.inference.config.SegmentConfig`: stride,
+            tile, batch_size, probabilities, reference, reference_positive, reference_map,
+            report, overwrite, quiet, device, amp, prefetch, allow_no_crs).
+        **options: fields of :class:`SegmentConfig`, overriding ``config``'s.
 
     Returns:
         :class:`SegmentResult`; ``report`` holds the scores when ``reference`` is given.
     """
     t0 = time.perf_counter()
+    cfg = resolve_config(SegmentConfig, config, options)
     ckpt = load_checkpoint(checkpoint, kind=KIND)
-    sc = open_scene(scene, bands=None, allow_no_crs=allow_no_crs)
-    bands = tuple(ckpt.get("bands") or range(1, sc.count + 1))
-    if max(bands) > sc.count:
-        raise RasterError(f"{sc.path} has {sc.count} bands but the checkpoint was trained on "
-                          f"bands {list(bands)}")
-    sc = open_scene(scene, bands=bands, allow_no_crs=allow_no_crs)
-    if batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
-    tile = int(tile or ckpt["tile_size"])
-    if tile < 1:
-        raise InputError("--tile must be at least 1")
-    tile = min(tile, sc.height, sc.width)
-    stride = int(stride) if stride is not None else max(tile // 2, 1)
-    if not 1 <= stride <= tile:
-        raise InputError(f"--stride {stride} must be between 1 and the window size ({tile})")
-    out = Path(out)
-    prob_path = probabilities_path(out) if probabilities else None
-    rep_path = (Path(report) if report is not None else report_path_for(out)) \
-        if reference is not None else None
-    for p in (out, prob_path, rep_path):
-        if p is not None:
-            check_output(p, overwrite)
-    ref = None
-    if reference is not None:
-        mapping, mapping_desc = reference_mapping(ckpt, reference_positive=reference_positive,
-                                                  reference_map=reference_map)
-        ref = _Reference(reference, sc, mapping)
-    elif reference_positive is not None or reference_map is not None:
-        raise InputError("--reference-positive / --reference-map need --reference")
-
-    predictor = WeakPredictor(ckpt, device=device, amp=amp)
-    names = predictor.class_names
-    grid = WindowGrid.for_scene(sc, tile, stride, cover_end=True)
-    sha = file_sha256(checkpoint)
-    tags = {"classes": json.dumps(names), "label_type": ckpt.get("label_type"),
-            "threshold": predictor.threshold, "checkpoint": Path(checkpoint).name,
-            "checkpoint_sha256": sha, "tile": tile, "stride": stride,
-            **{f"CLASS_{i}": n for i, n in enumerate(names)}}
-    confusion = ConfusionAccumulator(predictor.n_classes) if ref is not None else None
-
-    from contextlib import ExitStack
-
-    from tqdm.auto import tqdm
-
+    sc = _open_scene(scene, ckpt, cfg.allow_no_crs)
     with ExitStack() as stack:
-        cls_out = stack.enter_context(RasterWriter(
-            out, width=sc.width, height=sc.height, count=1, dtype="uint8", crs=sc.crs,
-            transform=sc.transform, nodata=NODATA, descriptions=["class"], tags=tags,
-            overwrite=overwrite))
-        prob_out = None
-        if prob_path is not None:
-            prob_out = stack.enter_context(RasterWriter(
-                prob_path, width=sc.width, height=sc.height, count=predictor.n_classes,
-                dtype="float32", crs=sc.crs, transform=sc.transform, nodata=float("nan"),
-                descriptions=[f"p_{n}" for n in names], tags=tags, overwrite=overwrite))
-        _stream(sc, grid, predictor, batch_size, cls_out, prob_out, ref, confusion,
-                bar=tqdm(total=grid.n_windows, desc="segment", unit="win", disable=quiet,
-                         leave=False))
-        report_dict = None
-        if confusion is not None and rep_path is not None:
-            report_dict = {"scene": str(sc.path), "checkpoint": str(checkpoint),
-                           "checkpoint_sha256": sha, "reference": str(reference),
-                           "mapping": mapping_desc, **confusion.report(names)}
-            _write_json(rep_path, report_dict)
-    return SegmentResult(path=out, probabilities=prob_path, report_path=rep_path,
-                         report=report_dict, class_names=names, threshold=predictor.threshold,
+        stack.callback(sc.close)
+        grid = _window_grid(sc, ckpt, cfg)
+        out = Path(out)
+        prob_path = probabilities_path(out) if cfg.probabilities else None
+        rep_path = None
+        if cfg.reference is not None:
+            rep_path = Path(cfg.report) if cfg.report is not None else report_path_for(out)
+        for p in (out, prob_path, rep_path):
+            if p is not None:
+                check_output(p, cfg.overwrite)
+        ref = None
+        if cfg.reference is not None:
+            mapping, mapping_desc = reference_mapping(
+                ckpt, reference_positive=cfg.reference_positive, reference_map=cfg.reference_map)
+            ref = Reference(cfg.reference, sc, mapping, len(ckpt["class_names"]))
+            stack.callback(ref.close)
+        predictor = WeakPredictor(ckpt, device=cfg.device, amp=cfg.amp)
+        sha = file_sha256(checkpoint)
+        tags = _tags(ckpt, predictor, Path(checkpoint).name, sha, grid)
+        stack.enter_context(streaming_cache(sc, grid.tile, _block_bytes(sc, predictor, cfg)))
+        cls_out = stack.enter_context(_writer(out, sc, 1, "uint8", NODATA, ["class"], tags, cfg))
+        prob_out = None if prob_path is None else stack.enter_context(_writer(
+            prob_path, sc, predictor.n_classes, "float32", float("nan"),
+            [f"p_{n}" for n in predictor.class_names], tags, cfg))
+        _stream(sc, grid, predictor, cfg, cls_out, prob_out, ref)
+        report = None
+        if ref is not None and rep_path is not None:
+            report = {"scene": str(sc.path), "checkpoint": str(checkpoint),
+                      "checkpoint_sha256": sha, "reference": str(cfg.reference),
+                      "mapping": mapping_desc, **ref.confusion.report(predictor.class_names)}
+            with atomic_output(rep_path, cfg.overwrite) as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+    return SegmentResult(path=out, probabilities=prob_path, report_path=rep_path, report=report,
+                         class_names=predictor.class_names, threshold=predictor.threshold,
                          n_windows=grid.n_windows, seconds=time.perf_counter() - t0)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    from geoembed.io.outputs import replace_path, temporary_sibling
+def _open_scene(path: str | os.PathLike, ckpt: Mapping[str, Any], allow_no_crs: bool) -> Scene:
+    """The scene with the checkpoint's bands (all bands when it names none)."""
+    whole = open_scene(path, bands=None, allow_no_crs=allow_no_crs)
+    whole.close()
+    bands = tuple(ckpt.get("bands") or range(1, whole.count + 1))
+    if max(bands) > whole.count:
+        raise RasterError(f"{whole.path} has {whole.count} bands but the checkpoint was trained "
+                          f"on bands {list(bands)}")
+    return open_scene(path, bands=bands, allow_no_crs=allow_no_crs)
 
-    tmp = temporary_sibling(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        replace_path(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+def _window_grid(sc: Scene, ckpt: Mapping[str, Any], cfg: SegmentConfig) -> WindowGrid:
+    """Windows of ``cfg.tile`` (default the training tile, at most the scene) covering it."""
+    tile = min(int(cfg.tile or ckpt["tile_size"]), sc.height, sc.width)
+    stride = int(cfg.stride) if cfg.stride is not None else max(tile // 2, 1)
+    if not 1 <= stride <= tile:
+        raise InputError(f"--stride {stride} must be between 1 and the window size ({tile})")
+    return WindowGrid.for_scene(sc, tile, stride, cover_end=True)
 
 
-def _stream(scene: Scene, grid: WindowGrid, predictor: WeakPredictor, batch_size: int,
-            cls_out: RasterWriter, prob_out: RasterWriter | None, ref: _Reference | None,
-            confusion: ConfusionAccumulator | None, bar: Any) -> None:
-    """Predict the grid row by row, accumulate weighted logits in a ``tile``-row band, and
-    write every row that no later window reaches."""
-    t, width = grid.tile, scene.width
-    n_out = 1 if predictor.binary else predictor.n_classes
-    weight = blend_weights(t)
-    acc = np.zeros((n_out, t, width), dtype=np.float32)
-    wsum = np.zeros((t, width), dtype=np.float32)
-    valid = np.zeros((t, width), dtype=bool)
-    base = 0  # scene row of the band's first row
+def _tags(ckpt: Mapping[str, Any], predictor: WeakPredictor, name: str, sha: str,
+          grid: WindowGrid) -> dict[str, Any]:
+    names = predictor.class_names
+    return {"classes": json.dumps(names), "label_type": ckpt.get("label_type"),
+            "threshold": predictor.threshold, "checkpoint": name, "checkpoint_sha256": sha,
+            "tile": grid.tile, "stride": grid.stride,
+            **{f"CLASS_{i}": n for i, n in enumerate(names)}}
 
-    def flush(n_rows: int) -> None:
-        nonlocal acc, wsum, valid, base
-        if n_rows <= 0:
-            return
-        logits = acc[:, :n_rows] / wsum[:n_rows]
-        v = valid[:n_rows]
-        classes = predictor.classes(logits[None])[0]
-        classes[~v] = NODATA
-        window = Window(0, base, width, n_rows)
-        cls_out.write(classes, window)
-        if prob_out is not None:
-            prob = predictor.probabilities(logits[None])[0]
-            prob[:, ~v] = np.nan
-            prob_out.write(prob, window)
-        if ref is not None and confusion is not None:
-            truth, ref_valid = ref.codes(window)
-            scored = v & (truth >= 0)
-            confusion.n_unmapped += int((v & ref_valid & (truth < 0)).sum())
-            confusion.add(truth[scored], classes[scored].astype(np.int64))
-        # shift the band up by n_rows
-        acc = np.roll(acc, -n_rows, axis=1)
-        wsum = np.roll(wsum, -n_rows, axis=0)
-        valid = np.roll(valid, -n_rows, axis=0)
-        acc[:, -n_rows:] = 0
-        wsum[-n_rows:] = 0
-        valid[-n_rows:] = False
-        base += n_rows
 
-    try:
-        for row in iter_grid_rows(scene, grid):
-            r = grid.row_offsets[row.index]
-            flush(r - base)  # rows above this window row are final
-            x = predictor.normalize(row.tiles, row.valid)
-            logits = predictor.logits(x, batch_size=batch_size)
-            for j, c in enumerate(grid.col_offsets):
-                acc[:, :, c:c + t] += logits[j] * weight
-                wsum[:, c:c + t] += weight
-                valid[:, c:c + t] |= row.valid[j]
-            bar.update(len(grid.col_offsets))
-        flush(scene.height - base)
-    finally:
-        bar.close()
+def _writer(path: Path, sc: Scene, count: int, dtype: str, nodata: float,
+            descriptions: list[str], tags: dict[str, Any], cfg: SegmentConfig) -> RasterWriter:
+    """A GeoTIFF on the scene's grid."""
+    return RasterWriter(path, width=sc.width, height=sc.height, count=count, dtype=dtype,
+                        crs=sc.crs, transform=sc.transform, nodata=nodata,
+                        descriptions=descriptions, tags=tags, overwrite=cfg.overwrite)
+
+
+def _block_bytes(sc: Scene, predictor: WeakPredictor, cfg: SegmentConfig) -> int:
+    """Bytes of one row of output blocks (the class map and the probabilities)."""
+    per_pixel = 1 + (4 * predictor.n_classes if cfg.probabilities else 0)
+    return sc.width * 256 * per_pixel
+
+
+def _stream(sc: Scene, grid: WindowGrid, predictor: WeakPredictor, cfg: SegmentConfig,
+            cls_out: RasterWriter, prob_out: RasterWriter | None, ref: Reference | None
+            ) -> None:
+    """Predict every window, blend, and write (and score) each block of finished rows."""
+    t = grid.tile
+    band = BlendBand(predictor.n_out, t, sc.width)
+    with progress(grid.n_windows, "segment", cfg.quiet) as bar:
+        rows = predict_rows(sc, grid, predictor, (predictor.n_out, t, t),
+                            batch_size=cfg.batch_size, prefetch=cfg.prefetch, bar=bar)
+        for block in blend_rows(rows, grid, band, sc.height):
+            _write_block(block, predictor, cls_out, prob_out, ref)
+
+
+def _write_block(block: Block, predictor: WeakPredictor, cls_out: RasterWriter,
+                 prob_out: RasterWriter | None, ref: Reference | None) -> None:
+    classes = predictor.classes(block.values[None])[0]
+    classes[~block.valid] = NODATA
+    cls_out.write(classes, block.window)
+    if prob_out is not None:
+        prob = predictor.probabilities(block.values[None])[0]
+        prob[:, ~block.valid] = np.nan
+        prob_out.write(prob, block.window)
+    if ref is not None:
+        ref.score(block.window, classes, block.valid)

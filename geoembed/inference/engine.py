@@ -1,0 +1,356 @@
+"""The sliding-window engine shared by ``geoembed embed`` and ``geoembed segment``.
+
+Data flow: scene -> window grid (:class:`~geoembed.samplers.grid.WindowGrid`) -> strips
+read row by row in a background thread (:func:`~geoembed.inference.strips.iter_grid_rows`)
+-> batches of accepted windows, spanning grid rows (:func:`predict_rows`) -> the model
+(:class:`TorchWindowModel`: normalisation on the device, autocast, one batch in flight while
+the previous one is collected) -> per-row results in row order -> an output grid written
+block by block with :class:`~geoembed.io.geotiff.RasterWriter`:
+
+* one output pixel per window (:class:`WindowPixelStrips`, embeddings), or
+* per-pixel outputs of overlapping windows averaged with a smooth weight
+  (:class:`BlendBand`, segmentation), kept for a band of ``tile`` rows only.
+
+Memory depends on the scene's width, not its size.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch import nn
+from tqdm.auto import tqdm
+
+from geoembed.devices import autocast_context
+from geoembed.inference.strips import iter_grid_rows
+from geoembed.io.gdal_env import gdal_cache_limit
+from geoembed.io.geotiff import RasterWriter
+from geoembed.io.scenes import BandStats, Scene
+from geoembed.samplers.grid import WindowGrid
+
+#: Smallest blending weight (at a window's outermost pixels), relative to the centre's 1.
+MIN_WEIGHT = 1e-3
+
+# numpy dtypes torch.from_numpy accepts and converts to float exactly; others go via float32
+_TORCH_DTYPES = {"uint8", "int8", "int16", "int32", "float32", "float64"}
+
+
+class WindowModel(Protocol):
+    """A model over raw windows: ``launch`` starts a batch, ``collect`` returns its outputs."""
+
+    def launch(self, tiles: np.ndarray, valid: np.ndarray | None) -> Any:
+        """Start on raw ``(n, C, t, t)`` windows (``valid``: ``(n, t, t)``, None = all)."""
+
+    def collect(self, handle: Any) -> np.ndarray:
+        """The ``(n, ...)`` float32 outputs of a launched batch."""
+
+
+class Normalizer:
+    """Turns ``(B, C, t, t)`` raw windows + validity into the model's input, on the device."""
+
+    def __init__(self, stats: BandStats, device: torch.device) -> None:
+        self.device = device
+        self.mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(stats.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def __call__(self, tiles: np.ndarray, valid: np.ndarray | None) -> torch.Tensor:
+        floating = np.issubdtype(tiles.dtype, np.floating)
+        if tiles.dtype.name not in _TORCH_DTYPES:
+            tiles = tiles.astype(np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(tiles))
+        cuda = self.device.type == "cuda"
+        if cuda:
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=cuda)
+        # same arithmetic as io.scenes.normalize: (x - mean) / std in float32, in place
+        x = x.to(torch.float32).sub_(self.mean).div_(self.std)
+        if valid is not None:
+            v = torch.from_numpy(np.ascontiguousarray(valid)).to(self.device, non_blocking=cuda)
+            x.masked_fill_(~v[:, None], 0.0)
+        if floating:  # integer pixels cannot give NaN or inf
+            x = torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+class TorchWindowModel:
+    """A torch module as a :class:`WindowModel`: normalise on the device, run under autocast.
+
+    ``launch`` returns the output tensor without waiting for it (CUDA runs asynchronously),
+    so the engine can prepare the next batch while the device computes this one.
+    """
+
+    def __init__(self, model: nn.Module, stats: BandStats, device: torch.device,
+                 amp: bool = True) -> None:
+        self.model = model.to(device).eval()
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.device = device
+        self.amp = amp
+        self.normalize = Normalizer(stats, device)
+
+    def launch(self, tiles: np.ndarray, valid: np.ndarray | None) -> torch.Tensor:
+        x = self.normalize(tiles, valid)
+        with torch.inference_mode(), autocast_context(self.device, self.amp):
+            return self.model(x)
+
+    def collect(self, handle: torch.Tensor) -> np.ndarray:
+        return handle.float().cpu().numpy()
+
+
+@dataclass
+class RowResult:
+    """The outputs of one grid row, in order.
+
+    Attributes:
+        index: the grid row.
+        outputs: ``(n_cols, *out_shape)`` float32, NaN for windows that were not accepted.
+        accepted: ``(n_cols,)`` windows that went through the model.
+        valid: ``(n_cols, tile, tile)`` validity of every window's pixels.
+    """
+
+    index: int
+    outputs: np.ndarray
+    accepted: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass
+class _Chunk:
+    """Accepted windows of one grid row waiting for a batch."""
+
+    row: int
+    cols: np.ndarray
+    tiles: np.ndarray
+    valid: np.ndarray | None  # None: every pixel valid
+
+    def valid_mask(self) -> np.ndarray:
+        """``(n, t, t)`` validity, all True when ``valid`` is None."""
+        if self.valid is not None:
+            return self.valid
+        return np.ones((len(self.cols), *self.tiles.shape[-2:]), dtype=bool)
+
+    def split(self, k: int) -> tuple[_Chunk, _Chunk]:
+        v = self.valid
+        return (_Chunk(self.row, self.cols[:k], self.tiles[:k], None if v is None else v[:k]),
+                _Chunk(self.row, self.cols[k:], self.tiles[k:], None if v is None else v[k:]))
+
+
+class _Batcher:
+    """Accepted windows of consecutive rows, cut into batches of a fixed size."""
+
+    def __init__(self) -> None:
+        self.pending: deque[_Chunk] = deque()
+        self.size = 0
+
+    def add(self, chunk: _Chunk) -> None:
+        self.pending.append(chunk)
+        self.size += len(chunk.cols)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, np.ndarray]]]:
+        """``n`` windows from the front: pixels, validity (None: all valid), (row, cols)."""
+        parts: list[_Chunk] = []
+        while n > 0:
+            chunk = self.pending.popleft()
+            if len(chunk.cols) > n:
+                chunk, rest = chunk.split(n)
+                self.pending.appendleft(rest)
+            parts.append(chunk)
+            n -= len(chunk.cols)
+            self.size -= len(chunk.cols)
+        tiles = parts[0].tiles if len(parts) == 1 else np.concatenate([p.tiles for p in parts])
+        valid = None
+        if any(p.valid is not None for p in parts):
+            valid = np.concatenate([p.valid_mask() for p in parts])
+        return tiles, valid, [(p.row, p.cols) for p in parts]
+
+
+def predict_rows(scene: Scene, grid: WindowGrid, model: WindowModel, out_shape: tuple[int, ...],
+                 *, batch_size: int, min_valid: int = 0, prefetch: int = 2,
+                 bar: tqdm | None = None) -> Iterator[RowResult]:
+    """Run ``model`` over every window of ``grid`` with at least ``min_valid`` valid pixels.
+
+    Batches of ``batch_size`` windows span grid rows; one batch stays in flight while the
+    previous one is collected. Rows are yielded in order as soon as all their windows are done.
+    """
+    rows: dict[int, RowResult] = {}
+    remaining: dict[int, int] = {}
+    batcher = _Batcher()
+    inflight: deque[tuple[Any, list[tuple[int, np.ndarray]]]] = deque()
+    next_row = 0
+
+    def collect_one() -> None:
+        handle, where = inflight.popleft()
+        y = model.collect(handle)
+        k = 0
+        for row, cols in where:
+            rows[row].outputs[cols] = y[k:k + len(cols)]
+            remaining[row] -= len(cols)
+            k += len(cols)
+        if bar is not None:
+            bar.update(k)
+
+    def launch(n: int) -> None:
+        tiles, valid, where = batcher.take(n)
+        inflight.append((model.launch(tiles, valid), where))
+        if len(inflight) > 1:  # let the device run this batch while we collect the last
+            collect_one()
+
+    def finished() -> Iterator[RowResult]:
+        nonlocal next_row
+        while remaining.get(next_row) == 0:
+            del remaining[next_row]
+            yield rows.pop(next_row)
+            next_row += 1
+
+    for grow in iter_grid_rows(scene, grid, prefetch=prefetch):
+        counts = grow.valid.sum(axis=(1, 2))
+        accepted = counts >= min_valid
+        cols = np.flatnonzero(accepted)
+        outputs = np.full((len(accepted), *out_shape), np.nan, dtype=np.float32)
+        rows[grow.index] = RowResult(grow.index, outputs, accepted, grow.valid)
+        remaining[grow.index] = len(cols)
+        if bar is not None:
+            bar.update(len(accepted) - len(cols))
+        if len(cols):
+            every = len(cols) == len(accepted)
+            all_valid = bool(counts[cols].min() == grid.tile * grid.tile)
+            batcher.add(_Chunk(grow.index, cols, grow.tiles if every else grow.tiles[cols],
+                               None if all_valid else
+                               (grow.valid if every else grow.valid[cols])))
+        while batcher.size >= batch_size:
+            launch(batch_size)
+        yield from finished()
+    while batcher.size:
+        launch(min(batch_size, batcher.size))
+    while inflight:
+        collect_one()
+    yield from finished()
+    if next_row != grid.shape[0]:  # pragma: no cover - a bug, not a user error
+        raise RuntimeError(f"inference stopped at grid row {next_row} of {grid.shape[0]}")
+
+
+def streaming_cache(scene: Scene, tile: int, out_bytes: int) -> Any:
+    """A ``rasterio.Env`` bounding GDAL's block cache to what one pass over ``scene`` needs.
+
+    GDAL's block cache would otherwise keep the whole scene: a few block rows of the scene
+    (plus a window's height) and ``out_bytes`` of output blocks are enough.
+    """
+    ds = scene.dataset
+    scene_row = ds.width * ds.count * np.dtype(ds.dtypes[0]).itemsize
+    return gdal_cache_limit(2 * scene_row * (max(ds.block_shapes[0][0], 1) + tile)
+                            + 2 * out_bytes)
+
+
+def progress(total: int, desc: str, quiet: bool) -> tqdm:
+    """The progress bar of a pass over ``total`` windows."""
+    return tqdm(total=total, unit="win", desc=desc, disable=quiet, leave=False)
+
+
+class WindowPixelStrips:
+    """One output pixel per window: grid rows buffered into strips of whole output blocks.
+
+    ``add`` takes the rows in order as ``(count, n_cols)`` values; a strip is written to
+    ``writer`` when it holds a block row (or the last grid row arrives).
+    """
+
+    def __init__(self, writer: RasterWriter, n_rows: int,
+                 encode: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        ds = writer.dataset
+        self.writer, self.n_rows, self.encode = writer, n_rows, encode
+        block_rows = max(1, ds.block_shapes[0][0])
+        self.strip = np.empty((ds.count, min(block_rows, n_rows), ds.width), dtype=ds.dtypes[0])
+        self.start = 0  # grid row of the strip's first row
+        self.next = 0
+
+    def add(self, index: int, values: np.ndarray) -> None:
+        if index != self.next:  # pragma: no cover - a bug, not a user error
+            raise RuntimeError(f"grid row {index} arrived, {self.next} expected")
+        fill = index - self.start
+        self.strip[:, fill] = self.encode(values) if self.encode is not None else values
+        self.next += 1
+        if fill + 1 == self.strip.shape[1] or self.next == self.n_rows:
+            self.writer.write(self.strip[:, :fill + 1],
+                              Window(0, self.start, self.strip.shape[2], fill + 1))
+            self.start = self.next
+
+
+def blend_weights(tile: int) -> np.ndarray:
+    """``(tile, tile)`` float32 weight: ``sin^2`` profile, strictly positive at the edges."""
+    i = np.arange(tile, dtype=np.float64)
+    w1 = np.sin(np.pi * (i + 0.5) / tile) ** 2
+    w1 = np.maximum(w1, MIN_WEIGHT)
+    return np.outer(w1, w1).astype(np.float32)
+
+
+@dataclass
+class Block:
+    """Finished output rows ``[row, row + h)`` of the whole scene width."""
+
+    row: int
+    values: np.ndarray  # (n_out, h, W) blended outputs
+    valid: np.ndarray   # (h, W) pixels that some window saw as valid
+
+    @property
+    def window(self) -> Window:
+        return Window(0, self.row, self.values.shape[2], self.values.shape[1])
+
+
+class BlendBand:
+    """Per-pixel outputs of overlapping windows, averaged with :func:`blend_weights`.
+
+    Only a band of ``tile`` rows is kept: windows are added grid row by grid row, and
+    :meth:`pop` hands back the rows that no later window can reach.
+    """
+
+    def __init__(self, n_out: int, tile: int, width: int) -> None:
+        self.weight = blend_weights(tile)
+        self.tile = tile
+        self.acc = np.zeros((n_out, tile, width), dtype=np.float32)
+        self.wsum = np.zeros((tile, width), dtype=np.float32)
+        self.valid = np.zeros((tile, width), dtype=bool)
+        self.base = 0  # scene row of the band's first row
+
+    def add(self, row: int, col_offsets: tuple[int, ...], outputs: np.ndarray,
+            valid: np.ndarray) -> None:
+        """Add a grid row of windows at scene row ``row`` (rows above it must be popped)."""
+        if row != self.base:  # pragma: no cover - a bug, not a user error
+            raise RuntimeError(f"windows at row {row} added to a band starting at {self.base}")
+        t = self.tile
+        for j, c in enumerate(col_offsets):
+            self.acc[:, :, c:c + t] += outputs[j] * self.weight
+            self.wsum[:, c:c + t] += self.weight
+            self.valid[:, c:c + t] |= valid[j]
+
+    def pop(self, until: int) -> Block | None:
+        """The finished rows above scene row ``until``, removed from the band."""
+        n = until - self.base
+        if n <= 0:
+            return None
+        block = Block(self.base, self.acc[:, :n] / self.wsum[:n], self.valid[:n].copy())
+        for a in (self.acc, self.wsum, self.valid):  # shift the band up by n rows
+            a[..., :-n, :] = a[..., n:, :].copy()
+            a[..., -n:, :] = 0
+        self.base = until
+        return block
+
+
+def blend_rows(results: Iterator[RowResult], grid: WindowGrid, band: BlendBand, height: int
+               ) -> Iterator[Block]:
+    """Blend each grid row's per-pixel outputs; yield blocks of finished rows in order."""
+    for res in results:
+        row = grid.row_offsets[res.index]
+        block = band.pop(row)  # rows above this window row are final
+        if block is not None:
+            yield block
+        band.add(row, grid.col_offsets, res.outputs, res.valid)
+    block = band.pop(height)
+    if block is not None:
+        yield block
