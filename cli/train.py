@@ -15,10 +15,20 @@ from geoembed.cli.options import (
     seed_option,
 )
 
-# Same values as geoembed.losses (not imported here: that would import torch at start-up).
-DEFAULT_MARGIN = 10.0
-DEFAULT_L2 = 0.01
-DEFAULT_TEMPERATURE = 0.1
+from geoembed.errors import InputError
+from geoembed.trainers.tile2vec_config import (  # torch-free: the defaults without torch
+    DEFAULT_L2,
+    DEFAULT_MARGIN,
+    DEFAULT_N_TRIPLETS,
+    DEFAULT_NEIGHBORHOOD,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TILE_SIZE,
+    LOSSES,
+    TrainConfig,
+)
+
+#: The library's defaults, shown by --help (one definition: TrainConfig).
+D = TrainConfig()
 
 
 @click.command("train")
@@ -30,29 +40,30 @@ DEFAULT_TEMPERATURE = 0.1
               help="The inputs are rasters: sample fresh triplets from them every epoch "
                    "instead of reading a triplet store.")
 @click.option("--n-triplets", type=click.IntRange(min=1), default=None,
-              help="Triplets per epoch with --scenes.  [default: 10000]")
+              help=f"Triplets per epoch with --scenes.  [default: {DEFAULT_N_TRIPLETS}]")
 @click.option("--tile-size", type=click.IntRange(min=1), default=None,
-              help="Tile side in pixels with --scenes.  [default: 50]")
+              help=f"Tile side in pixels with --scenes.  [default: {DEFAULT_TILE_SIZE}]")
 @click.option("--neighborhood", type=click.IntRange(min=0), default=None,
-              help="Max anchor-neighbor centre offset in pixels with --scenes.  [default: 100]")
+              help="Max anchor-neighbor centre offset in pixels with --scenes.  "
+                   f"[default: {DEFAULT_NEIGHBORHOOD}]")
 @click.option("--max-nodata", type=click.FloatRange(0, 1), default=None,
               help="Largest nodata fraction of a sampled tile with --scenes.  [default: 0]")
 @bands_option
 @allow_no_crs_option
-@click.option("--encoder", default="tilenet", show_default=True,
+@click.option("--encoder", default=D.encoder, show_default=True,
               help="tilenet (the paper's) or any segmentation-models-pytorch encoder "
                    "(resnet18, resnet34, efficientnet-b0, ...), without pretrained weights.")
-@click.option("--z-dim", type=int, default=512, show_default=True, help="Embedding size.")
-@click.option("--base-width", type=int, default=64, show_default=True,
+@click.option("--z-dim", type=int, default=D.z_dim, show_default=True, help="Embedding size.")
+@click.option("--base-width", type=int, default=D.base_width, show_default=True,
               help="TileNet's first-stage width (64 is the paper's; 8-16 train fast on a CPU).")
-@click.option("--epochs", type=int, default=50, show_default=True,
+@click.option("--epochs", type=int, default=D.epochs, show_default=True,
               help="Epochs (with --resume: train until this many).")
-@click.option("--batch-size", type=int, default=50, show_default=True,
+@click.option("--batch-size", type=int, default=D.batch_size, show_default=True,
               help="Triplets per batch (per process under torchrun).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--beta1", type=float, default=0.5, show_default=True,
+@click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam learning rate.")
+@click.option("--beta1", type=float, default=D.beta1, show_default=True,
               help="Adam's first beta (the paper: betas 0.5, 0.999).")
-@click.option("--loss", type=click.Choice(["triplet", "infonce"]), default="triplet",
+@click.option("--loss", type=click.Choice(LOSSES), default=D.loss,
               show_default=True,
               help="triplet: the paper's margin loss; infonce: in-batch InfoNCE (every other "
                    "neighbor and distant tile of the batch is a negative).")
@@ -64,7 +75,7 @@ DEFAULT_TEMPERATURE = 0.1
               help="InfoNCE temperature.")
 @click.option("--no-augment", is_flag=True, default=False,
               help="No random flips and 90-degree rotations.")
-@click.option("--workers", type=int, default=0, show_default=True,
+@click.option("--workers", type=int, default=D.workers, show_default=True,
               help="DataLoader worker processes.")
 @seed_option
 @device_option
@@ -90,21 +101,20 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
     epoch (for data too big to store). Under `torchrun --nproc_per_node N -m geoembed.cli
     train ...` it trains with DistributedDataParallel.
     """
-    from geoembed.errors import InputError
-    from geoembed.trainers.tile2vec import train
+    from geoembed.trainers.tile2vec import train  # torch: imported when the command runs
 
     if not on_the_fly and len(inputs) != 1:
         raise InputError(f"give one triplet STORE, not {len(inputs)} inputs (or --scenes "
                          "to sample from rasters)")
-    result = train(
-        None if on_the_fly else inputs[0], out, scenes=list(inputs) if on_the_fly else None,
-        n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
-        max_nodata=max_nodata, bands=bands, allow_no_crs=allow_no_crs, encoder=encoder, z_dim=z_dim,
-        base_width=base_width, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
-        loss=loss, margin=margin, l2=l2, temperature=temperature, augment=not no_augment,
-        workers=workers, seed=seed, device=device, amp=not no_amp, weights=weights,
-        resume=resume, overwrite=overwrite, quiet=quiet,
-    )
+    config = TrainConfig(
+        n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood, bands=bands,
+        allow_no_crs=allow_no_crs, max_nodata=max_nodata, encoder=encoder, z_dim=z_dim,
+        base_width=base_width, weights=weights, epochs=epochs, batch_size=batch_size, lr=lr,
+        beta1=beta1, loss=loss, margin=margin, l2=l2, temperature=temperature,
+        augment=not no_augment, workers=workers, seed=seed, device=device, amp=not no_amp,
+        resume=resume, overwrite=overwrite, quiet=quiet)
+    result = train(None if on_the_fly else inputs[0], out,
+                   scenes=list(inputs) if on_the_fly else None, config=config)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.history:

@@ -129,6 +129,7 @@ def test_help_and_defaults_match_the_library():
     import geoembed
     from geoembed import losses
     from geoembed.trainers.tile2vec import train
+    from geoembed.trainers.tile2vec_config import TrainConfig
 
     assert geoembed.train is train  # the lazy top-level export
     res = _run("train", "--help")
@@ -139,8 +140,11 @@ def test_help_and_defaults_match_the_library():
     assert cli_train.DEFAULT_MARGIN == losses.DEFAULT_MARGIN
     assert cli_train.DEFAULT_L2 == losses.DEFAULT_L2
     assert cli_train.DEFAULT_TEMPERATURE == losses.DEFAULT_TEMPERATURE
-    lib = inspect.signature(train).parameters
+    lib = TrainConfig()  # the defaults of train(), the CLI and the checkpoint
     cmd = {p.name: p.default for p in cli_train.train_command.params}
     for name in ("z_dim", "base_width", "epochs", "batch_size", "lr", "beta1", "loss",
                  "margin", "l2", "temperature", "workers", "seed", "device", "encoder"):
-        assert cmd[name] == lib[name].default, name
+        assert cmd[name] == getattr(lib, name), name
+    assert (lib.z_dim, lib.epochs, lib.batch_size, lib.lr, lib.beta1, lib.margin) == (
+        512, 50, 50, 1e-3, 0.5, 10.0)  # the documented defaults
+    assert list(inspect.signature(train).parameters)[:2] == ["store", "out"]

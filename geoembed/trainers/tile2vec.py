@@ -16,6 +16,7 @@ under torchrun; ``batch_size`` is per process).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Sequence
@@ -27,9 +28,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from geoembed.datasets.triplets import OnTheFlyTripletDataset, TripletStoreDataset
+from geoembed.devices import resolve_device
 from geoembed.errors import InputError, first_line
-from geoembed.losses import DEFAULT_L2, DEFAULT_MARGIN, DEFAULT_TEMPERATURE, LOSSES, Tile2VecLoss
+from geoembed.io.scenes import band_statistics, open_scenes
+from geoembed.losses import DEFAULT_MARGIN, Tile2VecLoss, triplet_distances
+from geoembed.models import build_encoder, encoder_config, list_encoders
 from geoembed.trainers.fit import (
+    FitConfig,
     FitResult,
     StepOutput,
     check_run_dir,
@@ -37,12 +43,18 @@ from geoembed.trainers.fit import (
     fit,
     seed_everything,
 )
+from geoembed.trainers.tile2vec_config import (
+    DEFAULT_N_TRIPLETS,
+    DEFAULT_NEIGHBORHOOD,
+    DEFAULT_TILE_SIZE,
+    SCENE_ONLY,
+    TrainConfig,
+)
+
+__all__ = ["DEFAULT_N_TRIPLETS", "DEFAULT_NEIGHBORHOOD", "DEFAULT_TILE_SIZE", "KIND",
+           "TrainConfig", "TripletStep", "embed_triplets", "evaluate_triplets", "train"]
 
 KIND = "tile2vec"
-#: Defaults of the on-the-fly mode (the paper's tile and neighborhood sizes).
-DEFAULT_TILE_SIZE = 50
-DEFAULT_NEIGHBORHOOD = 100
-DEFAULT_N_TRIPLETS = 10_000
 
 
 class TripletStep:
@@ -76,8 +88,6 @@ def embed_triplets(model: nn.Module, batch: torch.Tensor, to_device: Any = None
 def _check_encoder(name: str) -> None:
     if name == "tilenet":
         return
-    from geoembed.models import list_encoders
-
     names = list_encoders()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
@@ -103,51 +113,9 @@ def _check_tile_fits(model: nn.Module, name: str, in_channels: int, tile_size: i
         model.train(was_training)
 
 
-def _check_numbers(**values: float) -> None:
-    rules = {
-        "z_dim": lambda v: v >= 1, "base_width": lambda v: v >= 1,
-        "epochs": lambda v: v >= 1, "batch_size": lambda v: v >= 1,
-        "lr": lambda v: v > 0, "beta1": lambda v: 0 <= v < 1,
-        "margin": lambda v: v >= 0, "l2": lambda v: v >= 0,
-        "temperature": lambda v: v > 0, "workers": lambda v: v >= 0,
-    }
-    for key, value in values.items():
-        if not rules[key](value):
-            raise InputError(f"--{key.replace('_', '-')} {value} is out of range")
-
-
-def train(
-    store: str | os.PathLike | None = None,
-    out: str | os.PathLike = "run",
-    *,
-    scenes: Sequence[str | os.PathLike] | None = None,
-    n_triplets: int | None = None,
-    tile_size: int | None = None,
-    neighborhood: int | None = None,
-    bands: Sequence[int] | None = None,
-    allow_no_crs: bool = False,
-    max_nodata: float | None = None,
-    encoder: str = "tilenet",
-    z_dim: int = 512,
-    base_width: int = 64,
-    epochs: int = 50,
-    batch_size: int = 50,
-    lr: float = 1e-3,
-    beta1: float = 0.5,
-    loss: str = "triplet",
-    margin: float = DEFAULT_MARGIN,
-    l2: float = DEFAULT_L2,
-    temperature: float = DEFAULT_TEMPERATURE,
-    augment: bool = True,
-    workers: int = 0,
-    seed: int = 0,
-    device: str = "auto",
-    amp: bool = True,
-    weights: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    quiet: bool = False,
-) -> FitResult:
+def train(store: str | os.PathLike | None = None, out: str | os.PathLike = "run", *,
+          scenes: Sequence[str | os.PathLike] | None = None,
+          config: TrainConfig | None = None, **options: Any) -> FitResult:
     """Train a Tile2Vec encoder; write ``out/checkpoint.pt``, ``metrics.csv``, ``loss.png``.
 
     Give either a triplet ``store`` (from ``geoembed tile``) or ``scenes`` to sample
@@ -158,34 +126,8 @@ def train(
         store: triplet store directory.
         out: run directory; refused when it holds files, unless ``overwrite`` or ``resume``.
         scenes: rasters for on-the-fly sampling (instead of ``store``).
-        n_triplets: triplets per epoch in on-the-fly mode (default 10,000).
-        tile_size: tile side in pixels, on-the-fly mode (default 50, the paper's).
-        neighborhood: max anchor-neighbor centre offset in pixels, on-the-fly mode
-            (default 100, the paper's).
-        bands: 1-based bands of the scenes to use (on-the-fly mode; default all).
-        allow_no_crs: accept scenes without a CRS (on-the-fly mode).
-        max_nodata: largest nodata fraction of a sampled tile (on-the-fly mode; default 0).
-        encoder: ``"tilenet"`` or a segmentation-models-pytorch encoder name.
-        z_dim: embedding size.
-        base_width: TileNet's first-stage width (64 in the paper; ignored by smp encoders).
-        epochs: total epochs (with ``resume``: train until this many).
-        batch_size: triplets per batch (per process under torchrun).
-        lr: Adam learning rate.
-        beta1: Adam's first beta (the paper's betas are (0.5, 0.999)).
-        loss: ``"triplet"`` (the paper's) or ``"infonce"`` (in-batch negatives).
-        margin: triplet margin.
-        l2: weight of the mean per-sample embedding norm (triplet loss).
-        temperature: InfoNCE temperature.
-        augment: random flips and 90-degree rotations, independently per tile.
-        workers: DataLoader worker processes.
-        seed: seeds weights, shuffling, augmentation and on-the-fly sampling.
-        device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``.
-        amp: bf16 autocast on CUDA.
-        weights: local state-dict file to start from.
-        resume: continue ``out/checkpoint.pt`` (weights, optimizer, epoch); the options
-            must match the checkpoint's except ``epochs``.
-        overwrite: replace an existing run in ``out``.
-        quiet: no progress bars.
+        config: the run's options (default :class:`TrainConfig`, the CLI's defaults).
+        **options: :class:`TrainConfig` fields replacing ``config``'s (``epochs=3, lr=...``).
 
     Returns:
         :class:`geoembed.trainers.fit.FitResult` (history, checkpoint path, trained model).
@@ -193,98 +135,84 @@ def train(
     Raises:
         InputError, CheckpointError, OutputExistsError, DeviceError, RasterError.
     """
-    from geoembed.devices import resolve_device
-    from geoembed.models import build_encoder, encoder_config
-
-    if loss not in LOSSES:
-        raise InputError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-    _check_numbers(z_dim=z_dim, base_width=base_width, epochs=epochs, batch_size=batch_size,
-                   lr=lr, beta1=beta1, margin=margin, l2=l2, temperature=temperature,
-                   workers=workers)
-    _check_encoder(encoder)
-    resolve_device(device)  # DeviceError before any work
+    cfg = dataclasses.replace(config or TrainConfig(), **options)
+    cfg.validate()
+    _check_encoder(cfg.encoder)
+    resolve_device(cfg.device)  # DeviceError before any work
     out = Path(out)
-    check_run_dir(out, resume, overwrite)
-
-    dataset, data_options, data_payload = _dataset(
-        store, scenes=scenes, n_triplets=n_triplets, tile_size=tile_size,
-        neighborhood=neighborhood, bands=bands, allow_no_crs=allow_no_crs,
-        max_nodata=max_nodata, augment=augment, seed=seed)
-
-    objective = Tile2VecLoss(loss, margin=float(margin), l2=float(l2),
-                             temperature=float(temperature))
+    check_run_dir(out, cfg.resume, cfg.overwrite)
+    dataset, data_options, data_payload = _dataset(store, scenes, cfg)
     in_channels = len(data_payload["bands"])
-    seed_everything(seed)
-    model = build_encoder(encoder, in_channels, z_dim, base_width=base_width, weights=weights)
-    _check_tile_fits(model, encoder, in_channels, int(data_payload["tile_size"]))
-    options = {
-        **data_options, "encoder": encoder, "z_dim": int(z_dim), "base_width": int(base_width),
-        "loss": objective.to_dict(), "epochs": int(epochs), "batch_size": int(batch_size),
-        "lr": float(lr), "beta1": float(beta1), "augment": bool(augment), "seed": int(seed),
-    }
+    seed_everything(cfg.seed)
+    model = build_encoder(cfg.encoder, in_channels, cfg.z_dim, base_width=cfg.base_width,
+                          weights=cfg.weights)
+    _check_tile_fits(model, cfg.encoder, in_channels, int(data_payload["tile_size"]))
+    objective = Tile2VecLoss(cfg.loss, margin=float(cfg.margin), l2=float(cfg.l2),
+                             temperature=float(cfg.temperature))
     payload = {
         **data_payload,
-        "encoder": encoder_config(encoder, in_channels, int(z_dim), int(base_width)),
+        "encoder": encoder_config(cfg.encoder, in_channels, int(cfg.z_dim),
+                                  int(cfg.base_width)),
         "loss": objective.to_dict(),
-        "init_weights": str(weights) if weights is not None else None,
+        "init_weights": str(cfg.weights) if cfg.weights is not None else None,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }
-    if overwrite:  # only now that everything is checked
+    if cfg.overwrite:  # only now that everything is checked
         clear_run(out)
     return fit(model, dataset, TripletStep(objective), out_dir=out, kind=KIND, payload=payload,
-               options=options, epochs=epochs, batch_size=batch_size, lr=lr,
-               betas=(float(beta1), 0.999), workers=workers, seed=seed, device=device,
-               amp=amp, resume=resume, quiet=quiet,
-               throughput_name="triplets_per_s")
+               options=cfg.checkpoint_options(data_options), config=_fit_config(cfg))
 
 
-def _dataset(store: str | os.PathLike | None, *, scenes: Sequence | None,
-             n_triplets: int | None, tile_size: int | None, neighborhood: int | None,
-             bands: Sequence[int] | None, allow_no_crs: bool, max_nodata: float | None,
-             augment: bool, seed: int) -> tuple[Dataset, dict, dict]:
+def _fit_config(cfg: TrainConfig) -> FitConfig:
+    """The fit loop's options of a Tile2Vec run (Adam's second beta is the paper's 0.999)."""
+    return FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                     betas=(float(cfg.beta1), 0.999), workers=cfg.workers, seed=cfg.seed,
+                     device=cfg.device, amp=cfg.amp, resume=cfg.resume, quiet=cfg.quiet,
+                     throughput_name="triplets_per_s")
+
+
+def _dataset(store: str | os.PathLike | None, scenes: Sequence | None, cfg: TrainConfig
+             ) -> tuple[Dataset, dict, dict]:
     """The training dataset, its options (checked on resume) and its checkpoint payload."""
-    from geoembed.datasets.triplets import OnTheFlyTripletDataset, TripletStoreDataset
-
     if (store is None) == (not scenes):
         raise InputError("give either a triplet STORE or --scenes (on-the-fly sampling), "
                          "not both and not neither")
-    if store is not None:
-        given = [name for name, v in (("--n-triplets", n_triplets), ("--tile-size", tile_size),
-                                      ("--neighborhood", neighborhood), ("--bands", bands),
-                                      ("--max-nodata", max_nodata))
-                 if v is not None]
-        if given:
-            raise InputError(f"{', '.join(given)} only apply with --scenes; the store fixes "
-                             "them (make another store with `geoembed tile`)")
-        ds = TripletStoreDataset(store, augment=augment)
-        path = str(Path(store).resolve())
-        meta_scenes = [s["path"] if isinstance(s, dict) else str(s)
-                       for s in ds.meta.get("scenes", [])]
-        options = {"store": path, "n_triplets": ds.n_triplets, "tile_size": ds.tile_size}
-        payload = {"bands": ds.bands, "band_stats": ds.band_stats.to_dict(),
-                   "tile_size": ds.tile_size, "neighborhood": ds.meta.get("neighborhood"),
-                   "scenes": meta_scenes, "store": path}
-        return ds, options, payload
+    if store is None:
+        return _scene_dataset(scenes, cfg)
+    given = [f"--{name.replace('_', '-')}" for name in SCENE_ONLY
+             if getattr(cfg, name) is not None]
+    if given:
+        raise InputError(f"{', '.join(given)} only apply with --scenes; the store fixes "
+                         "them (make another store with `geoembed tile`)")
+    ds = TripletStoreDataset(store, augment=cfg.augment)
+    path = str(Path(store).resolve())
+    meta_scenes = [s["path"] if isinstance(s, dict) else str(s)
+                   for s in ds.meta.get("scenes", [])]
+    options = {"store": path, "n_triplets": ds.n_triplets, "tile_size": ds.tile_size}
+    payload = {"bands": ds.bands, "band_stats": ds.band_stats.to_dict(),
+               "tile_size": ds.tile_size, "neighborhood": ds.meta.get("neighborhood"),
+               "scenes": meta_scenes, "store": path}
+    return ds, options, payload
 
-    from geoembed.io.scenes import band_statistics, open_scenes
 
-    n_triplets = DEFAULT_N_TRIPLETS if n_triplets is None else int(n_triplets)
-    tile_size = DEFAULT_TILE_SIZE if tile_size is None else int(tile_size)
-    neighborhood = DEFAULT_NEIGHBORHOOD if neighborhood is None else int(neighborhood)
-    max_nodata = 0.0 if max_nodata is None else float(max_nodata)
+def _scene_dataset(scenes: Sequence, cfg: TrainConfig) -> tuple[Dataset, dict, dict]:
+    """On-the-fly sampling from ``scenes``: band statistics estimated from them."""
+    n_triplets = DEFAULT_N_TRIPLETS if cfg.n_triplets is None else int(cfg.n_triplets)
+    tile_size = DEFAULT_TILE_SIZE if cfg.tile_size is None else int(cfg.tile_size)
+    neighborhood = DEFAULT_NEIGHBORHOOD if cfg.neighborhood is None else int(cfg.neighborhood)
+    max_nodata = 0.0 if cfg.max_nodata is None else float(cfg.max_nodata)
     if n_triplets < 1 or tile_size < 1 or neighborhood < 0:
         raise InputError("--n-triplets and --tile-size must be positive, --neighborhood >= 0")
-    opened = open_scenes([str(s) for s in scenes], bands, allow_no_crs=allow_no_crs)
-    stats = band_statistics(opened, seed=seed)
+    opened = open_scenes([str(s) for s in scenes], cfg.bands, allow_no_crs=cfg.allow_no_crs)
+    stats = band_statistics(opened, seed=cfg.seed)
     ds = OnTheFlyTripletDataset(opened, n_triplets, tile_size, neighborhood, band_stats=stats,
-                                seed=seed, augment=augment, max_nodata=max_nodata)
+                                seed=cfg.seed, augment=cfg.augment, max_nodata=max_nodata)
     paths = [str(Path(s.path).resolve()) for s in opened]
+    bands = list(opened[0].bands)
     options = {"scenes": paths, "n_triplets": n_triplets, "tile_size": tile_size,
-               "neighborhood": neighborhood, "bands": list(opened[0].bands),
-               "max_nodata": float(max_nodata)}
-    payload = {"bands": list(opened[0].bands), "band_stats": stats.to_dict(),
-               "tile_size": tile_size, "neighborhood": neighborhood, "scenes": paths,
-               "store": None}
+               "neighborhood": neighborhood, "bands": bands, "max_nodata": max_nodata}
+    payload = {"bands": bands, "band_stats": stats.to_dict(), "tile_size": tile_size,
+               "neighborhood": neighborhood, "scenes": paths, "store": None}
     return ds, options, payload
 
 
@@ -306,8 +234,9 @@ def evaluate_triplets(model: nn.Module, dataset: Dataset, *, margin: float = DEF
         za, zn, zd = embed_triplets(model, batch.to(device))
         if normalized:
             za, zn, zd = (torch.nn.functional.normalize(z, dim=1) for z in (za, zn, zd))
-        d_an_all.append((za - zn).norm(dim=1).cpu())
-        d_ad_all.append((za - zd).norm(dim=1).cpu())
+        d_an, d_ad = triplet_distances(za, zn, zd)
+        d_an_all.append(d_an.cpu())
+        d_ad_all.append(d_ad.cpu())
     model.train(was_training)
     d_an, d_ad = torch.cat(d_an_all).double().numpy(), torch.cat(d_ad_all).double().numpy()
     return {
