@@ -7,8 +7,10 @@ import json
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 from click.testing import CliRunner
 from geoembed.cli import cli
+from rasterio.windows import Window, from_bounds
 from shapely.geometry import box
 
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
@@ -28,6 +30,21 @@ def test_tile_command(tmp_path, make_raster):
     assert "Wrote 40 triplets of 2 x 8 x 8 px (uint16) from 2 scene(s)" in res.output
     arr = np.load(out / "triplets.npy", mmap_mode="r")
     assert arr.shape == (40, 3, 2, 8, 8)
+    # every stored tile is the scene's bands 1,2 read at its footprint's window, and the
+    # footprint's georeference maps back to exactly that window
+    fp = gpd.read_file(out / "footprints.gpkg", layer="footprints")
+    assert fp.triplet.tolist() == np.repeat(np.arange(40), 3).tolist()
+    assert fp.role.tolist() == ["anchor", "neighbor", "distant"] * 40
+    srcs = [rasterio.open(a), rasterio.open(b)]
+    for i, rec in enumerate(fp.itertuples()):
+        src = srcs[rec.scene]
+        win = Window(rec.col, rec.row, 8, 8)
+        np.testing.assert_array_equal(arr[i // 3, i % 3], src.read([1, 2], window=win))
+        back = from_bounds(*rec.geometry.bounds, transform=src.transform)
+        assert (back.col_off, back.row_off, back.width, back.height) == pytest.approx(
+            (rec.col, rec.row, 8, 8), abs=1e-6)
+    for src in srcs:
+        src.close()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["seed"] == 3 and meta["neighborhood"] == 12 and meta["bands"] == [1, 2]
     # same command, same seed: same triplets (with --overwrite)
@@ -51,6 +68,13 @@ def test_tile_options(tmp_path, make_raster):
     fp = gpd.read_file(out / "footprints.gpkg")
     anchors = fp[fp.role == "anchor"]
     assert (anchors.col + 4 <= 30.5).all()  # centers inside the AOI (left 30 columns)
+    # exactly: each anchor's center lies in the AOI as the sampler sees it (in the scene CRS)
+    region = aoi.to_crs(UTM_CRS).union_all()
+    assert anchors.geometry.centroid.intersects(region).all()
+    # with --max-nodata 0.5 a tile may hold nodata (scene a's 4 px border), up to half of it
+    arr = np.load(out / "triplets.npy")
+    bad = (arr == 0).all(axis=2).mean(axis=(2, 3))  # (n, 3) nodata fraction per tile
+    assert bad.max() <= 0.5 and bad.max() > 0
     dist = fp[fp.role == "distant"].reset_index()
     assert (dist.scene != anchors.reset_index().scene).all()
     meta = json.loads((out / "meta.json").read_text())

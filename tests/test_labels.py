@@ -14,6 +14,7 @@ from geoembed.io.labels import (
     raster_pixel_labels,
     rowcol_to_xy,
     vector_pixel_labels,
+    xy_to_rowcol,
 )
 from geoembed.io.scenes import open_scene
 from tests.conftest import write_raster
@@ -39,14 +40,20 @@ def test_points_in_4326_land_on_their_pixels(make_raster, tmp_path):
 
 def test_outside_and_polygons(make_raster):
     scene = open_scene(make_raster(size=(64, 64)))
-    left, bottom, right, top = scene.window_bounds(scene.dataset.window(*scene.dataset.bounds))
+    left, bottom, right, top = scene.dataset.bounds
     poly = box(left + 100, top - 200, left + 200, top - 100)  # pixels rows 10-20, cols 10-20
     far = Point(left - 5000, top + 5000)
     gdf = gpd.GeoDataFrame({"c": [1, 2]}, geometry=[poly, far], crs=scene.crs)
     out = vector_pixel_labels(gdf, scene, "c", polygon_samples=25, seed=1)
-    assert out.n_outside == 1 and len(out) == 25
+    assert out.n_outside == 1 and out.n_input == 26 and len(out) == 25
     assert (out.rows >= 10).all() and (out.rows < 20).all()
     assert (out.cols >= 10).all() and (out.cols < 20).all()
+    # each label is the pixel holding one of the 25 points drawn in the polygon (rasterio's
+    # index), all from feature 0 with its value
+    pts = gdf.geometry.iloc[:1].sample_points(size=25, rng=1).explode(index_parts=False)
+    expected = sorted(scene.dataset.index(p.x, p.y) for p in pts)
+    assert sorted(zip(out.rows.tolist(), out.cols.tolist(), strict=True)) == expected
+    assert out.labels.tolist() == [1] * 25 and out.source_index.tolist() == [0] * 25
 
 
 def test_errors(make_raster):
@@ -73,6 +80,33 @@ def test_label_raster_grid(make_raster, tmp_path):
     path = write_raster(tmp_path / "lab.tif", lab, nodata=255)
     out = raster_pixel_labels(path, scene)
     assert len(out) == 25 and set(out.labels.tolist()) == {3} and out.n_nodata == 4
+    assert out.n_input == 29  # 25 + the 4 on nodata
+    rows, cols = np.mgrid[5:10, 5:10]
+    np.testing.assert_array_equal(out.rows, rows.ravel())
+    np.testing.assert_array_equal(out.cols, cols.ravel())
+    # a random subset keeps labelled pixels only
+    sub = raster_pixel_labels(path, scene, max_labels=7, seed=3)
+    assert len(sub) == 7 and set(zip(sub.rows.tolist(), sub.cols.tolist(), strict=True)) <= set(
+        zip(out.rows.tolist(), out.cols.tolist(), strict=True))
     bad = write_raster(tmp_path / "bad.tif", lab[:, :30], nodata=255)
     with pytest.raises(RasterError, match="not on the scene's grid"):
         check_same_grid(scene, open_scene(bad))
+
+
+def test_pixel_map_round_trip_matches_rasterio(make_raster):
+    """Pixel centres map to rasterio's ``xy``; map points map back to rasterio's ``index``,
+    including points on a pixel's top-left corner (they belong to that pixel)."""
+    scene = open_scene(make_raster(size=(30, 40)))
+    ds = scene.dataset
+    rows, cols = np.array([0, 7, 29, 12]), np.array([0, 39, 3, 20])
+    x, y = rowcol_to_xy(scene, rows, cols)
+    assert list(zip(x, y, strict=True)) == [ds.xy(r, c) for r, c in zip(rows, cols, strict=True)]
+    assert x[1] == 500_000 + 39.5 * 10 and y[1] == 4_200_000 - 7.5 * 10
+    r2, c2 = xy_to_rowcol(scene, x, y)
+    np.testing.assert_array_equal(r2, rows)
+    np.testing.assert_array_equal(c2, cols)
+    # corners and a point outside the scene (negative row, column past the right edge)
+    xs = np.array([500_000.0, 500_010.0, 500_405.0])
+    ys = np.array([4_200_000.0, 4_199_990.0, 4_200_005.0])
+    r3, c3 = xy_to_rowcol(scene, xs, ys)
+    assert r3.tolist() == [0, 1, -1] and c3.tolist() == [0, 1, 40]

@@ -8,6 +8,8 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
+from affine import Affine
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
@@ -15,6 +17,8 @@ from geoembed.errors import CRSError, InputError, RasterError
 from geoembed.io import tiles as tiles_mod
 from geoembed.io.scenes import open_scene, open_scenes
 from geoembed.samplers import triplets as sampling
+from geoembed.samplers.aoi import aoi_cells
+from geoembed.samplers.coverage import box_sums, integral
 from geoembed.samplers.triplets import TripletSampler, sample_triplets
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
 
@@ -217,6 +221,10 @@ def test_aoi_in_another_crs(tmp_path, make_raster):
     assert cc.min() >= 19.5 and cc.max() <= 60.5
     assert cr.min() >= 9.5 and cr.max() <= 50.5
     assert cc.min() < 23 and cc.max() > 57 and cr.min() < 13 and cr.max() > 47
+    # exactly: every anchor's center is in the AOI read back and reprojected to the scene
+    region = gpd.read_file(aoi_path).to_crs(UTM_CRS).union_all()
+    xs, ys = rasterio.transform.xy(scenes[0].transform, cr, cc, offset="ul")
+    assert shapely.intersects_xy(region, np.asarray(xs), np.asarray(ys)).all()
     # neighbors and distant tiles are not restricted
     dc = np.array([tr.distant.col for tr, _ in out]) + t / 2
     assert dc.max() > 61 or dc.min() < 19
@@ -265,3 +273,20 @@ def test_gives_up_after_max_tries(tmp_path):
     sampler = TripletSampler([open_scene(path)], 8, 10, max_tries=2)
     with pytest.raises(RasterError, match="could not draw a valid triplet in 2 tries"):
         list(sampler.sample(50, seed=0))
+
+
+def test_coverage_helpers_known_values():
+    """Summed-area tables and box sums; AOI cells are the touched cells dilated by one."""
+    a = np.arange(12).reshape(3, 4)
+    table = integral(a)
+    assert table.shape == (4, 5) and table[-1, -1] == a.sum()
+    assert table[2, 3] == 0 + 1 + 2 + 4 + 5 + 6
+    np.testing.assert_array_equal(box_sums(table, 2, 2),
+                                  [[10, 14, 18], [26, 30, 34]])  # e.g. 0+1+4+5 = 10
+    # a 10 x 10 grid of unit cells (north-up, origin at (0, 10)); the AOI covers cell (4, 6)
+    grid = Affine(1, 0, 0, 0, -1, 10)
+    cells = aoi_cells(box(6.2, 5.2, 6.8, 5.8), grid, (10, 10))
+    expected = np.zeros((10, 10), bool)
+    expected[3:6, 5:8] = True
+    np.testing.assert_array_equal(cells, expected)
+    assert not aoi_cells(box(0, 0, 0, 0).buffer(0), grid, (10, 10)).any()  # empty AOI

