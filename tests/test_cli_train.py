@@ -148,3 +148,52 @@ def test_help_and_defaults_match_the_library():
     assert (lib.z_dim, lib.epochs, lib.batch_size, lib.lr, lib.beta1, lib.margin) == (
         512, 50, 50, 1e-3, 0.5, 10.0)  # the documented defaults
     assert list(inspect.signature(train).parameters)[:2] == ["store", "out"]
+
+
+def test_diverging_run_exits_2_with_one_line_and_keeps_the_last_good_checkpoint(
+        store, tmp_path, monkeypatch):
+    from geoembed.losses import Tile2VecLoss
+    from geoembed.models import encoder_from_checkpoint
+
+    good = tmp_path / "good"  # the same run, stopped after its first epoch by itself
+    assert _run("train", store, "--out", good, "--epochs", "1", *TINY).exit_code == 0
+    real = Tile2VecLoss.__call__
+    calls = []
+
+    def nan_from_epoch_2(self, za, zn, zd):  # 32 triplets in batches of 16: 2 per epoch
+        calls.append(1)
+        loss = real(self, za, zn, zd)
+        return loss * float("nan") if len(calls) > 2 else loss
+
+    monkeypatch.setattr(Tile2VecLoss, "__call__", nan_from_epoch_2)
+    out = tmp_path / "run"
+    res = _run("train", store, "--out", out, "--epochs", "3", *TINY)
+    assert res.exit_code == 2
+    assert res.output.splitlines() == [
+        "Error: epoch 2/3: the loss became nan at batch 1; training stopped and the checkpoint "
+        "of the last finished epoch is kept. Lower --lr, or check the input's band statistics "
+        "(constant or huge bands, nodata not declared)"]
+    ckpt = load_checkpoint(out / "checkpoint.pt", "tile2vec")
+    assert ckpt["epoch"] == 1 and len(read_metrics(out / "metrics.csv")) == 1
+    expected = load_checkpoint(good / "checkpoint.pt", "tile2vec")["state_dict"]
+    assert ckpt["state_dict"].keys() == expected.keys()
+    for k, v in expected.items():  # epoch 1's weights, as the uninterrupted run has them
+        assert torch.equal(ckpt["state_dict"][k], v), k
+    model = encoder_from_checkpoint(ckpt)
+    assert model(torch.zeros(1, 4, 16, 16)).shape == (1, 16)
+
+
+def test_train_config_round_trips_through_the_checkpoint(store, tmp_path):
+    from geoembed.trainers.tile2vec import train
+    from geoembed.trainers.tile2vec_config import TrainConfig
+
+    config = TrainConfig(z_dim=16, base_width=8, batch_size=16, epochs=1, lr=0.002, beta1=0.9,
+                         margin=5.0, l2=0.02, seed=3, augment=False, device="cpu", quiet=True)
+    result = train(store, tmp_path / "run", config=config)
+    ckpt = load_checkpoint(result.checkpoint, "tile2vec")
+    back = TrainConfig.from_checkpoint(ckpt)
+    assert back == TrainConfig(z_dim=16, base_width=8, batch_size=16, epochs=1, lr=0.002,
+                               beta1=0.9, margin=5.0, l2=0.02, seed=3, augment=False)
+    # keyword arguments override the config's fields
+    again = train(store, tmp_path / "run", config=config, epochs=2, resume=True)
+    assert [int(r["epoch"]) for r in again.history] == [1, 2]
