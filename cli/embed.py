@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import rasterio
 from geoembed.cli.options import (
     allow_no_crs_option,
     bands_option,
@@ -13,6 +14,8 @@ from geoembed.cli.options import (
     overwrite_option,
     quiet_option,
 )
+
+from geoembed.inference.config import EmbedConfig
 
 
 @click.command("embed")
@@ -42,10 +45,8 @@ from geoembed.cli.options import (
 @overwrite_option
 @quiet_option
 @handle_errors
-def embed_command(checkpoint: Path, scenes: tuple[Path, ...], out: Path, stride: int | None,
-                  batch_size: int, max_nodata: float, dtype: str, bands: tuple[int, ...] | None,
-                  device: str, amp: bool, prefetch: int, allow_no_crs: bool, overwrite: bool,
-                  quiet: bool) -> None:
+def embed_command(checkpoint: Path, scenes: tuple[Path, ...], out: Path,
+                  **options: object) -> None:
     """Embed SCENES with a trained CHECKPOINT into multi-band embedding GeoTIFFs.
 
     A window of the checkpoint's tile size slides over each scene with --stride; output
@@ -53,14 +54,10 @@ def embed_command(checkpoint: Path, scenes: tuple[Path, ...], out: Path, stride:
     (i*stride, j*stride), georeferenced so that the pixel's center is the window's center.
     Bands are named emb_000, emb_001...
     """
+    config = EmbedConfig(**options)  # the options are EmbedConfig's fields, by name
+    # imported here so that `geoembed embed --help` does not import torch and smp (~5 s)
     from geoembed.inference.embedding import embed
 
-    outputs = embed(checkpoint, list(scenes), out, stride=stride, batch_size=batch_size,
-                    max_nodata=max_nodata, dtype=dtype, bands=bands, device=device, amp=amp,
-                    prefetch=prefetch, overwrite=overwrite, quiet=quiet,
-                    allow_no_crs=allow_no_crs)
-    import rasterio
-
-    for path in outputs:
+    for path in embed(checkpoint, list(scenes), out, config):
         with rasterio.open(path) as ds:
             click.echo(f"{path}: {ds.count} bands, {ds.width} x {ds.height} px, {ds.dtypes[0]}")

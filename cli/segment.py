@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from geoembed.cli.options import (
+    CommaList,
     allow_no_crs_option,
     device_option,
     handle_errors,
@@ -11,17 +12,19 @@ from geoembed.cli.options import (
     quiet_option,
 )
 
+from geoembed.inference.config import SegmentConfig
 
-def _parse_map(value: str | None) -> dict[str, str] | None:
-    if value is None or value.strip() == "":
-        return None
-    out = {}
-    for part in value.split(","):
-        key, sep, cls = part.partition("=")
-        if not sep or not key.strip() or not cls.strip():
-            raise click.BadParameter(f"{part!r}: give REFERENCE_VALUE=CLASS pairs like 3=1,4=0")
-        out[key.strip()] = cls.strip()
-    return out
+
+def _pair(text: str) -> tuple[str, str]:
+    """``"3=1"`` -> ``("3", "1")``."""
+    key, sep, cls = text.partition("=")
+    if not sep or not key.strip() or not cls.strip():
+        raise ValueError(text)
+    return key.strip(), cls.strip()
+
+
+REFERENCE_VALUES = CommaList(str, example="3,5")
+REFERENCE_MAP = CommaList(_pair, example="3=1,4=0 (REFERENCE_VALUE=CLASS)")
 
 
 @click.command("segment")
@@ -42,11 +45,12 @@ def _parse_map(value: str | None) -> dict[str, str] | None:
 @click.option("--reference", type=click.Path(path_type=str), default=None,
               help="Reference class raster on the scene's grid: write a JSON report of pixel "
                    "accuracy, per-class precision / recall / F1 / IoU.  [default: none, no report]")
-@click.option("--reference-positive", default=None, metavar="VALUE[,VALUE...]",
+@click.option("--reference-positive", type=REFERENCE_VALUES, default=None,
+              metavar="VALUE[,VALUE...]",
               help="Binary models: reference values that count as the positive class (e.g. the "
                    "crop class ids); every other valid value is negative.  [default: the "
                    "checkpoint's positive values, else values equal to the label values]")
-@click.option("--reference-map", default=None, metavar="VALUE=CLASS,...",
+@click.option("--reference-map", type=REFERENCE_MAP, default=None, metavar="VALUE=CLASS,...",
               help="Reference value -> model class (name or 0-based code); other values are "
                    "not scored.  [default: reference values equal to the label values]")
 @click.option("--report", type=click.Path(path_type=str), default=None,
@@ -57,11 +61,8 @@ def _parse_map(value: str | None) -> dict[str, str] | None:
 @overwrite_option
 @quiet_option
 @handle_errors
-def segment_command(checkpoint: str, scene: str, out: str, stride: int | None, tile: int | None,
-                    batch_size: int, probabilities: bool, reference: str | None,
-                    reference_positive: str | None, reference_map: str | None,
-                    report: str | None, device: str, no_amp: bool, allow_no_crs: bool,
-                    overwrite: bool, quiet: bool) -> None:
+def segment_command(checkpoint: str, scene: str, out: str, reference_map: tuple | None,
+                    no_amp: bool, **options: object) -> None:
     """Segment SCENE with a `geoembed weak train` CHECKPOINT.
 
     \b
@@ -69,17 +70,14 @@ def segment_command(checkpoint: str, scene: str, out: str, stride: int | None, t
       geoembed segment runs/ucam/checkpoint.pt scene.tif --out crop.tif \\
           --reference landcover.tif --reference-positive 3,5
     """
+    # the other options are SegmentConfig's fields, by name
+    config = SegmentConfig(reference_map=dict(reference_map) if reference_map else None,
+                           amp=not no_amp, **options)
+    # imported here so that `geoembed segment --help` does not import torch and smp (~5 s)
     from geoembed.inference.segmentation import segment
 
-    positive = None
-    if reference_positive is not None:
-        positive = [v.strip() for v in reference_positive.split(",") if v.strip()]
-    result = segment(checkpoint, scene, out, stride=stride, tile=tile, batch_size=batch_size,
-                     probabilities=probabilities, reference=reference,
-                     reference_positive=positive, reference_map=_parse_map(reference_map),
-                     report=report, overwrite=overwrite, quiet=quiet, device=device,
-                     amp=not no_amp, allow_no_crs=allow_no_crs)
-    if quiet:
+    result = segment(checkpoint, scene, out, config)
+    if config.quiet:
         return
     click.echo(f"{result.path}: classes {', '.join(result.class_names)} "
                f"({result.n_windows} windows, {result.seconds:.1f} s)")
