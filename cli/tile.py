@@ -14,7 +14,7 @@ from geoembed.cli.options import (
     seed_option,
 )
 
-from geoembed.io.store import TileConfig, tile
+from geoembed.samplers.config import TileConfig
 
 _DEFAULT = TileConfig()
 
@@ -56,6 +56,9 @@ def tile_command(scenes: tuple[Path, ...], out: Path, n_triplets: int, tile_size
     pixels of the anchor, distant tiles farther than that or from another scene.
     Footprints are written in the first scene's CRS.
     """
+    # numpy, rasterio and the sampler take ~0.7 s to import: not for `geoembed tile --help`
+    from geoembed.io.store import tile
+
     config = TileConfig(n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
                         bands=bands, max_nodata=max_nodata, aoi=aoi, seed=seed,
                         distant_other_scene_prob=distant_other_scene_prob)

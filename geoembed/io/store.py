@@ -37,6 +37,7 @@ from geoembed.errors import CRSError, InputError
 from geoembed.io.footprints import write_footprints
 from geoembed.io.outputs import atomic_output
 from geoembed.io.scenes import BandStats, Scene, band_statistics, open_scenes
+from geoembed.samplers.config import TileConfig
 from geoembed.samplers.triplets import ROLES, TripletSampler
 
 FORMAT = "geoembed-triplets"
@@ -44,32 +45,6 @@ TRIPLETS = "triplets.npy"
 FOOTPRINTS = "footprints.gpkg"
 META = "meta.json"
 _GDAL_CACHE_BYTES = 32 * 2**20  # keeps GDAL's block cache (and so peak memory) small
-
-
-@dataclass
-class TileConfig:
-    """What ``geoembed tile`` samples (shared by the CLI and :func:`tile`).
-
-    Attributes:
-        n_triplets: number of triplets ``N``.
-        tile_size: tile side in pixels.
-        neighborhood: neighbor radius in pixels (centers, Euclidean).
-        bands: 1-based bands to keep (None: every band).
-        max_nodata: largest nodata fraction of a tile.
-        distant_other_scene_prob: probability that a distant tile comes from another scene
-            (None: 0.5 with several scenes, 0 with one).
-        aoi: vector file (any CRS) or GeoDataFrame restricting anchors' centers.
-        seed: random seed; the same seed gives the same store.
-    """
-
-    n_triplets: int = 100_000
-    tile_size: int = 50
-    neighborhood: float = 100.0
-    bands: Sequence[int] | None = None
-    max_nodata: float = 0.0
-    distant_other_scene_prob: float | None = None
-    aoi: Any = None
-    seed: int = 0
 
 
 @dataclass
