@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from geoembed.errors import InputError, OutputExistsError
 from geoembed.io import footprints as footprints_mod
 from geoembed.io.scenes import open_scenes
-from geoembed.io.store import open_store, tile
+from geoembed.io.store import TileConfig, open_store, tile
 from geoembed.samplers.triplets import TripletSampler
 from tests.conftest import write_raster
 
@@ -233,3 +233,17 @@ def test_footprints_written_in_several_appends(tmp_path, make_raster, monkeypatc
     with sqlite3.connect(st.footprints_path) as con:
         ext = con.execute("SELECT min_x, min_y, max_x, max_y FROM gpkg_contents").fetchone()
     assert ext == pytest.approx(tuple(fp.total_bounds))
+
+
+def test_tile_config_equals_keywords(tmp_path, make_raster):
+    """tile(config=TileConfig(...)) writes the same store as the keyword arguments."""
+    path = make_raster("s.tif", size=(48, 48))
+    kw = dict(n_triplets=20, tile_size=8, neighborhood=9.0, bands=(2, 1), seed=4)
+    a = tile([path], tmp_path / "a", quiet=True, **kw)
+    b = tile([path], tmp_path / "b", TileConfig(**kw), quiet=True)
+    c = tile([path], tmp_path / "c", TileConfig(**{**kw, "seed": 0}), seed=4, quiet=True)
+    np.testing.assert_array_equal(a.triplets, b.triplets)
+    np.testing.assert_array_equal(a.triplets, c.triplets)
+    assert a.meta["bands"] == b.meta["bands"] == [2, 1] and b.meta["neighborhood"] == 9.0
+    with pytest.raises(TypeError, match="n_triplets"):
+        tile([path], tmp_path / "d", tile_size=8)
