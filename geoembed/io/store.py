@@ -82,7 +82,7 @@ class TripletStore:
 
     def footprints(self) -> Any:
         """The footprints as a GeoDataFrame (one row per tile)."""
-        import geopandas as gpd
+        import geopandas as gpd  # ~0.4 s to import: only for readers of the footprints
 
         return gpd.read_file(self.footprints_path, layer="footprints")
 
