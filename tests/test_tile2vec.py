@@ -13,9 +13,10 @@ import torch
 from geoembed.datasets.triplets import OnTheFlyTripletDataset, TripletStoreDataset
 from geoembed.errors import CheckpointError, DeviceError, InputError, OutputExistsError
 from geoembed.io.checkpoint import load_checkpoint
-from geoembed.io.scenes import band_statistics, open_scenes
+from geoembed.io.scenes import BandStats, band_statistics, open_scenes
+from geoembed.losses import Tile2VecLoss
 from geoembed.models import build_encoder, encoder_from_checkpoint
-from geoembed.trainers.fit import read_metrics
+from geoembed.trainers.fit import read_metrics, seed_everything
 from geoembed.trainers.tile2vec import embed_triplets, evaluate_triplets, train
 from geoembed.transforms import augment_tiles, dihedral, random_dihedral
 
@@ -48,6 +49,18 @@ def run6(store, tmp_path_factory):
         torch.set_num_threads(n)
 
 
+def _first_step_metrics(ds, objective: Tile2VecLoss, seed: int) -> dict[str, float]:
+    """Loss and per-triplet means of the untrained TINY model (built as ``train`` builds it)
+    on the whole dataset as one batch, in train mode (batch statistics)."""
+    seed_everything(seed)
+    model = build_encoder("tilenet", ds.in_channels, TINY["z_dim"], base_width=8)
+    with torch.no_grad():
+        za, zn, zd = embed_triplets(model, torch.stack([ds[i] for i in range(len(ds))]))
+        sums = objective.statistics(za, zn, zd)
+        return {"loss": objective(za, zn, zd).item(),
+                **{k: v.item() / len(ds) for k, v in sums.items()}}
+
+
 def _copy_run(run6, tmp_path: Path) -> Path:
     out = tmp_path / "run"
     shutil.copytree(run6.checkpoint.parent, out)
@@ -64,9 +77,16 @@ def test_encoder_output_shapes(name):
     x = torch.randn(3, 5, 32, 32)  # smp's efficientnet needs tiles of 32 px or more
     with torch.no_grad():
         z = model(x)  # train mode: batch statistics, as in training
-        z_eval = model.eval()(x[:1])
-    assert z.shape == (3, 24) and z_eval.shape == (1, 24)
-    assert torch.isfinite(z).all()
+        model.eval()  # (efficientnet's stochastic depth is random in train mode)
+        z_eval, z_eval1 = model(x), model(x[:1])
+        # the embedding is the global average of the last feature map (+ smp's projection)
+        if name == "tilenet":
+            pooled = model.stages(model.stem(x)).mean(dim=(2, 3))
+        else:
+            pooled = model.project(model.encoder(x)[-1].mean(dim=(2, 3)))
+    assert z.shape == (3, 24) and z_eval1.shape == (1, 24)
+    torch.testing.assert_close(z_eval, pooled)
+    torch.testing.assert_close(z_eval1[0], z_eval[0])  # eval mode: independent of the batch
     assert (z[0] - z[1]).abs().max() > 1e-3  # depends on the input
 
 
@@ -174,7 +194,9 @@ def test_loss_goes_down_and_metrics_are_written(run6):
     # the encoder pulls neighbors in relative to distant tiles
     gap = [r["d_ad"] - r["d_an"] for r in rows]
     assert np.mean(gap[-2:]) > gap[0] + 0.5
-    assert all(0.0 <= r["violated"] <= 1.0 and r["triplets_per_s"] > 0 for r in rows)
+    for r in rows:  # 96 triplets per epoch: whole violated counts, 96 triplets timed
+        assert r["violated"] * 96 == pytest.approx(round(r["violated"] * 96), abs=1e-3)
+        assert r["triplets_per_s"] * r["seconds"] == pytest.approx(96, rel=1e-4)
     assert (out / "loss.png").stat().st_size > 1000
     assert run6.history[-1]["loss"] == pytest.approx(rows[-1]["loss"], rel=1e-5)
 
@@ -338,11 +360,19 @@ def test_initial_weights_file(store, tmp_path):
 
 def test_infonce_and_on_the_fly_training(tmp_path):
     result = train(None, tmp_path / "run", scenes=[SCENE], n_triplets=16, tile_size=16,
-                   neighborhood=16, epochs=2, loss="infonce", temperature=0.2, seed=2, **TINY)
+                   neighborhood=16, epochs=2, loss="infonce", temperature=0.2, seed=2,
+                   augment=False, **TINY)
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert len(rows) == 2
-    assert all(0 <= r["violated"] <= 1 and 0 <= r["d_an"] <= 2 for r in rows)  # unit vectors
     ckpt = load_checkpoint(result.checkpoint, "tile2vec")
+    # one batch per epoch: epoch 1's metrics are the untrained model's on epoch 0's triplets
+    ds = OnTheFlyTripletDataset(open_scenes([SCENE]), 16, 16, 16, seed=2, augment=False,
+                                band_stats=BandStats.from_dict(ckpt["band_stats"]),
+                                max_nodata=0.0)
+    expected = _first_step_metrics(ds, Tile2VecLoss("infonce", temperature=0.2), seed=2)
+    assert rows[0]["loss"] == pytest.approx(expected["loss"], rel=1e-4)
+    for key in ("violated", "d_an", "d_ad"):  # between unit vectors for InfoNCE
+        assert rows[0][key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
     assert ckpt["loss"]["name"] == "infonce" and ckpt["loss"]["temperature"] == 0.2
     assert ckpt["store"] is None and ckpt["scenes"] == [str(SCENE.resolve())]
     assert ckpt["tile_size"] == 16 and ckpt["options"]["n_triplets"] == 16
@@ -353,5 +383,14 @@ def test_evaluate_triplets(store, run6):
     ds = TripletStoreDataset(store, augment=False)
     stats = evaluate_triplets(run6.model, ds, margin=10.0)
     assert stats["n"] == 96
-    assert 0 <= stats["accuracy"] <= 1 and 0 <= stats["violated"] <= 1
-    assert stats["d_an"] > 0 and stats["d_ad"] > 0
+    # the same statistics from torch.cdist on the model's eval-mode embeddings
+    model = run6.model.eval()
+    with torch.no_grad():
+        za, zn, zd = model(torch.stack([ds[i] for i in range(96)]).flatten(0, 1)
+                           ).reshape(96, 3, -1).unbind(1)
+    d_an, d_ad = torch.cdist(za, zn).diagonal(), torch.cdist(za, zd).diagonal()
+    assert stats["d_an"] == pytest.approx(d_an.mean().item(), rel=1e-4)
+    assert stats["d_ad"] == pytest.approx(d_ad.mean().item(), rel=1e-4)
+    assert stats["accuracy"] == pytest.approx((d_an < d_ad).double().mean().item())
+    assert stats["violated"] == pytest.approx((d_an - d_ad + 10 > 0).double().mean().item())
+    assert stats["accuracy"] > 0.5  # trained: most neighbors nearer than distant tiles
