@@ -50,8 +50,15 @@ def test_weak_train_then_segment_with_reference(tmp_path):
     report = json.loads((tmp_path / "crop_report.json").read_text())
     assert report["pixels"] == mask.size
     assert report["classes"]["1"]["support"] == int(mask.sum())
-    with rasterio.open(out) as ds:
+    with rasterio.open(out) as ds, rasterio.open(scene) as src:
         assert ds.count == 1 and ds.nodata == 255
+        assert (ds.crs, ds.transform, ds.shape) == (src.crs, src.transform, src.shape)
+        pred = ds.read(1)
+    # the report's figures are those of the written class map against the reference
+    tp, fp = int(((pred == 1) & (mask == 1)).sum()), int(((pred == 1) & (mask == 0)).sum())
+    fn = int(((pred != 1) & (mask == 1)).sum())
+    assert report["accuracy"] == pytest.approx((pred == mask).mean())
+    assert report["classes"]["1"]["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
     with rasterio.open(tmp_path / "crop_probabilities.tif") as ds:
         assert ds.count == 2 and ds.descriptions == ("p_0", "p_1")
     # the output exists: refused without --overwrite, exit status 2, one line

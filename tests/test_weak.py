@@ -7,7 +7,10 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
+import segmentation_models_pytorch as smp
 import torch
+import torch.nn.functional as F
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.geometry import Point, box
@@ -17,11 +20,15 @@ from geoembed.errors import InputError, LabelError, OutputExistsError, RasterErr
 from geoembed.io.checkpoint import load_checkpoint
 from geoembed.io.scenes import band_statistics, open_scene
 from geoembed.losses import IGNORE_INDEX, cam_image_loss, masked_pixel_loss
-from geoembed.models.unet_cam import WeakUNet
-from geoembed.samplers.weak import polygon_window
+from geoembed.models.unet_cam import WeakUNet, weak_model_from_checkpoint
+from geoembed.samplers.weak import polygon_window, random_subset
 from geoembed.trainers.fit import read_metrics
 from geoembed.trainers.weak import weak_train
-from geoembed.trainers.weak_labels import class_encoding
+from geoembed.trainers.weak_labels import (
+    class_encoding,
+    prepare_image_labels,
+    prepare_pixel_labels,
+)
 from geoembed.trainers.weak_threshold import majority_scores, search_threshold
 from geoembed.transforms import random_dihedral
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS, write_raster
@@ -55,14 +62,15 @@ def weak_scene(tmp_path: Path, size: int = SIZE, seed: int = 0, border: int = 0
 
 def tile_labels(tmp_path: Path, mask: np.ndarray, tile: int = 32, crs: str = UTM_CRS,
                 name: str = "tiles.gpkg", shift: float = 0.0) -> Path:
-    """Tile polygons on a ``tile`` grid with ``crop`` = 1 when >= half the tile is class 1."""
+    """Tile polygons on a ``tile`` grid with ``crop`` = 1 when >= half the tile is class 1
+    (``row``, ``col``: the tile's top-left pixel)."""
     rows = []
     for r in range(0, mask.shape[0] - tile + 1, tile // 2):
         for c in range(0, mask.shape[1] - tile + 1, tile // 2):
             frac = mask[r:r + tile, c:c + tile].mean()
             x0 = ORIGIN[0] + c * PIXEL + shift
             y1 = ORIGIN[1] - r * PIXEL
-            rows.append({"crop": int(frac >= 0.5), "frac": frac,
+            rows.append({"crop": int(frac >= 0.5), "frac": frac, "row": r, "col": c,
                          "geometry": box(x0, y1 - tile * PIXEL, x0 + tile * PIXEL, y1)})
     gdf = gpd.GeoDataFrame(rows, crs=UTM_CRS).to_crs(crs)
     path = tmp_path / name
@@ -107,13 +115,41 @@ def test_cam_has_the_input_tile_shape_and_averages_to_the_image_logit(tile):
     torch.testing.assert_close(mean_cam, pooled, atol=1e-5, rtol=1e-5)
 
 
-def test_multiclass_and_pixel_models_output_one_logit_map_per_class():
+@pytest.mark.parametrize("tile", [64, 50])
+def test_pixel_models_are_smp_unets_on_the_reflect_padded_tile(tile):
+    """A pixel / dense model is smp's U-Net with the same weights: encoder and decoder run
+    on the tile reflect-padded to the encoder's stride (8 at depth 3), the decoder output is
+    cropped back, then the segmentation head (a 3x3 conv: zero padding at the tile's edge)."""
     torch.manual_seed(0)
+    x = torch.randn(2, 3, tile, tile)
+    pad = (-tile) % 8
+    lo, hi = pad // 2, pad - pad // 2
+    for label_type, n_classes in (("pixel", 2), ("dense", 3)):
+        model = WeakUNet(3, n_classes, label_type, **TINY).eval()
+        unet = smp.Unet("resnet18", encoder_depth=3, encoder_weights=None,
+                        decoder_channels=TINY["decoder_channels"], in_channels=3,
+                        classes=1 if n_classes == 2 else n_classes).eval()
+        state = {k.replace("cam_head.", "segmentation_head."): v
+                 for k, v in model.state_dict().items()}
+        missing, unexpected = unet.load_state_dict(state, strict=False)
+        assert not unexpected and all(k.startswith(("encoder.layer3", "encoder.layer4"))
+                                      for k in missing)
+        with torch.no_grad():
+            feats = unet.decoder(unet.encoder(F.pad(x, (lo, hi, lo, hi), mode="reflect")))
+            expected = unet.segmentation_head(feats[..., lo:lo + tile, lo:lo + tile])
+            torch.testing.assert_close(model(x), expected)
+            if not pad:
+                torch.testing.assert_close(model(x), unet(x))
+
+
+def test_multiclass_cams_average_to_the_image_logits():
+    torch.manual_seed(0)
+    model = WeakUNet(3, 4, "image", **TINY).eval()
     x = torch.randn(2, 3, 50, 50)
     with torch.no_grad():
-        assert WeakUNet(3, 4, "image", **TINY).eval()(x).shape == (2, 4, 50, 50)
-        assert WeakUNet(3, 2, "pixel", **TINY).eval()(x).shape == (2, 1, 50, 50)
-        assert WeakUNet(3, 3, "dense", **TINY).eval()(x).shape == (2, 3, 50, 50)
+        cam, pooled = model(x), model(x, image_logits=True)
+    assert pooled.shape == (2, 4)
+    torch.testing.assert_close(cam.mean((2, 3)), pooled, atol=1e-5, rtol=1e-5)
 
 
 def test_cam_head_sits_on_the_decoder_output():
@@ -204,11 +240,15 @@ def test_threshold_search_picks_the_separating_value():
     t, acc = search_threshold(np.array([2, 3, 4, -1, 0, 1.0]), np.array([1, 1, 1, 0, 0, 0]))
     assert acc == 1.0 and t == pytest.approx(1.5)
     # one negative at 2.5 among the positives: the best t is still in [1, 2), 5/6 correct
+    # (t in [2.5, 3) ties at 5/6: the first best interval wins, its middle is 1.0)
     t, acc = search_threshold(np.array([2, 3, 4, -1, 0, 2.5]), np.array([1, 1, 1, 0, 0, 0]))
-    assert acc == pytest.approx(5 / 6) and 0 <= t < 2
-    # all positive is best: t below every score
+    assert acc == pytest.approx(5 / 6) and t == pytest.approx(1.0)
+    # all positive is best: one unit below the lowest score
     t, acc = search_threshold(np.array([5.0, 6.0, 1.0]), np.array([1, 1, 1]))
-    assert acc == 1.0 and t < 1.0
+    assert acc == 1.0 and t == pytest.approx(0.0)
+    # all negative is best: one unit above the highest score
+    t, acc = search_threshold(np.array([5.0, 6.0, 1.0]), np.array([0, 0, 0]))
+    assert acc == 1.0 and t == pytest.approx(7.0)
 
 
 def test_threshold_search_matches_brute_force():
@@ -281,6 +321,44 @@ def test_class_encoding():
         class_encoding([0, 1], ["7"])
 
 
+def test_image_labels_read_the_scene_pixels_of_each_polygon(tmp_path):
+    path, mask = weak_scene(tmp_path)
+    scene = open_scene(path)
+    stats = band_statistics([scene], n_windows=4, window_size=64)
+    tiles = tile_labels(tmp_path, mask, crs="EPSG:4326")  # back in UTM: the same pixels
+    prep = prepare_image_labels([scene], tiles, "crop", tile=32, stats=stats)
+    gdf = gpd.read_file(tiles)
+    assert prep.n_labels == len(gdf) == 25 and prep.n_outside == prep.n_nodata == 0
+    with rasterio.open(path) as src:
+        raw = src.read().astype(np.float64)
+    mean, std = np.array(stats.mean)[:, None, None], np.array(stats.std)[:, None, None]
+    for i, (r, c, crop) in enumerate(zip(gdf["row"], gdf["col"], gdf["crop"], strict=True)):
+        assert prep.dataset.windows[i] == Window(c, r, 32, 32)
+        x, valid = prep.dataset.read(i)
+        np.testing.assert_allclose(x, (raw[:, r:r + 32, c:c + 32] - mean) / std, atol=1e-5)
+        assert valid.all() and prep.codes[i] == crop
+
+
+def test_point_labels_label_the_pixel_they_were_made_from(tmp_path):
+    path, mask = weak_scene(tmp_path, border=8)  # rows 0-7 are nodata
+    scene = open_scene(path)
+    stats = band_statistics([scene], n_windows=4, window_size=64)
+    gdf = gpd.read_file(point_labels(tmp_path, mask, n=40))  # EPSG:4326
+    far = np.arange(40) < 5
+    gdf.loc[far, "geometry"] = gdf.geometry[far].translate(5.0, 0)  # 5 degrees east
+    prep = prepare_pixel_labels([scene], gdf, "crop", tile=32, stats=stats)
+    on_nodata = ~far & (gdf["row"].to_numpy() < 8)
+    kept = gdf[~far & ~on_nodata]
+    assert (prep.n_outside, prep.n_nodata, prep.n_labels) == (5, on_nodata.sum(), len(kept))
+    ds = prep.dataset
+    np.testing.assert_array_equal(ds.rows, kept["row"])
+    np.testing.assert_array_equal(ds.cols, kept["col"])
+    np.testing.assert_array_equal(ds.codes, mask[kept["row"], kept["col"]])
+    for i in range(len(kept)):  # the point's pixel in its tile holds its class
+        w = ds.window_for(i, 5, 7)
+        assert ds.target_for(i, w)[ds.rows[i] - w.row_off, ds.cols[i] - w.col_off] == ds.codes[i]
+
+
 def _tiny_train(scene, labels, out, **kw):
     args = {"tile_size": 32, "epochs": 1, "batch_size": 8, "quiet": True, "device": "cpu",
             **TINY}
@@ -346,12 +424,27 @@ def test_image_training_stores_a_cam_threshold(tmp_path):
     tiles = tile_labels(tmp_path, mask, crs="EPSG:4326")  # reprojected to whole pixels
     res = _tiny_train(path, tiles, tmp_path / "run", label_type="image", label_column="crop",
                       epochs=2, max_labels=20)
-    assert res.n_labels == 20 and res.n_unused > 0
+    assert (res.n_labels, res.n_input, res.n_unused, res.n_outside) == (20, 25, 5, 0)
     ckpt = load_checkpoint(res.checkpoint, kind="weak")
     assert ckpt["threshold"] == pytest.approx(res.threshold)
-    assert 0.5 <= ckpt["threshold_accuracy"] <= 1.0
-    assert ckpt["pos_weight"] > 0
-    assert np.isfinite(ckpt["threshold"])
+    # the 20 tiles trained on; positives weighted by negatives / positives among them
+    gdf = gpd.read_file(tiles).iloc[random_subset(25, 20, seed=0)]
+    crop = gdf["crop"].to_numpy()
+    assert ckpt["pos_weight"] == pytest.approx((crop == 0).sum() / (crop == 1).sum())
+    # the stored accuracy is the threshold's on those images, recomputed from their pixels;
+    # 0.9 today after 2 epochs (calling every tile positive scores 0.75)
+    model = weak_model_from_checkpoint(ckpt)
+    with rasterio.open(path) as src:
+        raw = src.read().astype(np.float64)
+    mean = np.array(ckpt["band_stats"]["mean"])[:, None, None]
+    std = np.array(ckpt["band_stats"]["std"])[:, None, None]
+    x = np.stack([(raw[:, r:r + 32, c:c + 32] - mean) / std
+                  for r, c in zip(gdf["row"], gdf["col"], strict=True)])
+    with torch.no_grad():
+        cams = model(torch.from_numpy(x).float())[:, 0]
+    called = majority_scores(cams).numpy() > ckpt["threshold"]
+    assert ckpt["threshold_accuracy"] == pytest.approx((called == crop).mean())
+    assert ckpt["threshold_accuracy"] >= 0.85
 
 
 def test_dense_training_with_positive_values(tmp_path):
