@@ -3,8 +3,10 @@ COG layout, streaming with batches across rows, bad input through the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import rasterio
@@ -14,6 +16,8 @@ from geoembed.cli import cli
 from rasterio.transform import from_origin
 
 from geoembed import __version__
+from geoembed.errors import InputError
+from geoembed.inference.config import EmbedConfig
 from geoembed.inference.embedding import embed
 from geoembed.inference.engine import Normalizer
 from geoembed.io.checkpoint import file_sha256, save_checkpoint
@@ -217,13 +221,20 @@ def test_tags(bordered, tmp_path):
 def test_cli_several_scenes_to_directory(tmp_path, make_raster):
     s1 = make_raster("a.tif", size=(40, 40), seed=1)
     s2 = make_raster("b.tif", size=(48, 40), seed=2)
-    ckpt, _, _ = make_checkpoint(tmp_path / "c.pt", s1)
+    ckpt, model, stats = make_checkpoint(tmp_path / "c.pt", s1)
     res = CliRunner().invoke(cli, ["embed", str(ckpt), str(s1), str(s2), "--out",
                                    str(tmp_path / "out"), "--quiet", "--batch-size", "5"])
     assert res.exit_code == 0, res.output
-    with rasterio.open(tmp_path / "out" / "a_embedding.tif") as a, \
-            rasterio.open(tmp_path / "out" / "b_embedding.tif") as b:
-        assert a.shape == (2, 2) and b.shape == (3, 2)
+    # each scene's output holds its own windows' embeddings, on its own georeference
+    for name, scene, shape in (("a", s1, (2, 2)), ("b", s2, (3, 2))):
+        with rasterio.open(tmp_path / "out" / f"{name}_embedding.tif") as ds:
+            got, transform = ds.read(), ds.transform
+        want, frac = direct(model, scene, stats, 16, 16, *shape)
+        assert (frac <= 0.5).all()
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+        with rasterio.open(scene) as src:
+            assert transform == window_grid_transform(src.transform, 16, 16)
+            assert transform.c == src.transform.c and transform.a == 16 * src.transform.a
     assert "a_embedding.tif: 8 bands, 2 x 2 px, float32" in res.output
     # one scene into an existing directory goes inside it
     res = CliRunner().invoke(cli, ["embed", str(ckpt), str(s1), "--out", str(tmp_path / "out"),
@@ -231,6 +242,10 @@ def test_cli_several_scenes_to_directory(tmp_path, make_raster):
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "out" / "a_embedding.tif") as a:
         assert a.dtypes[0] == "int8"
+        q = a.read()
+    want, _ = direct(model, s1, stats, 16, 16, 2, 2)
+    unit = want / np.linalg.norm(want, axis=0, keepdims=True)
+    assert np.abs(dequantize(q) - unit).max() <= 1 / 127.5 + 1e-6
 
 
 @pytest.fixture
@@ -299,9 +314,43 @@ def test_package_level_api_is_the_function_after_submodule_imports(bordered, tmp
     import geoembed.inference.segmentation  # noqa: F401
 
     assert geoembed.segment is geoembed.inference.segmentation.segment
+    assert geoembed.embed is geoembed.inference.embedding.embed
     scene, ckpt, _, _ = bordered
     out = geoembed.embed(ckpt, [scene], tmp_path / "e.tif", stride=16, quiet=True)
-    assert out == [tmp_path / "e.tif"] and out[0].exists()
+    assert out == [tmp_path / "e.tif"]
+    # keyword arguments and an EmbedConfig (with keyword overrides) give the same file
+    config = EmbedConfig(stride=8, quiet=True, dtype="int8")
+    again = geoembed.embed(ckpt, scene, tmp_path / "c.tif", config, stride=16, dtype="float32")
+    with rasterio.open(out[0]) as a, rasterio.open(again[0]) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert a.tags()["stride"] == b.tags()["stride"] == "16"
+    assert config.stride == 8  # the caller's config is not changed
+    with pytest.raises(TypeError, match="strides"):
+        geoembed.embed(ckpt, scene, tmp_path / "d.tif", strides=16)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"dtype": "float16"}, "dtype must be one of"),
+    ({"max_nodata": 1.5}, "max_nodata must be between 0 and 1"),
+    ({"blocksize": 40}, "multiple of 16"),
+    ({"batch_size": 0}, "at least 1"),
+    ({"stride": 0}, "at least 1"),
+])
+def test_embed_config_rejects_bad_options(options, message):
+    with pytest.raises(InputError, match=message):
+        EmbedConfig(**options)
+
+
+def test_embed_config_matches_the_cli_defaults():
+    """The CLI builds its EmbedConfig from its options: same names, same defaults."""
+    from geoembed.cli.embed import embed_command
+
+    defaults = {p.name: p.default for p in embed_command.params if isinstance(p, click.Option)}
+    config = EmbedConfig()
+    for field in dataclasses.fields(EmbedConfig):
+        if field.name in defaults:
+            assert getattr(config, field.name) == defaults[field.name], field.name
+    assert set(defaults) - {"out", "help"} <= {f.name for f in dataclasses.fields(EmbedConfig)}
 
 
 def test_bands_override_selects_the_checkpoint_bands(tmp_path):

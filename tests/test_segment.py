@@ -13,6 +13,7 @@ from rasterio.windows import Window
 from sklearn.metrics import f1_score, jaccard_score, precision_score
 
 from geoembed.errors import InputError, OutputExistsError, RasterError
+from geoembed.inference.config import SegmentConfig
 from geoembed.inference.engine import blend_weights
 from geoembed.inference.segmentation import NODATA, WeakPredictor, segment
 from geoembed.io.checkpoint import load_checkpoint
@@ -92,18 +93,24 @@ def test_streaming_equals_whole_scene_accumulation(trained, tmp_path):
     res = segment(trained["ckpt"], scene, tmp_path / "seg.tif", stride=stride,
                   probabilities=True, quiet=True, device="cpu")
     predictor = WeakPredictor.load(trained["ckpt"], device="cpu")
-    acc = np.zeros((1, 101, 77))
-    wsum = np.zeros((101, 77))
+    expected = _whole_scene_probabilities(predictor, scene, t, stride)
+    np.testing.assert_allclose(_read(res.probabilities), expected, atol=1e-5)
+
+
+def _whole_scene_probabilities(predictor: WeakPredictor, scene: Path, t: int, stride: int
+                               ) -> np.ndarray:
+    """Every window predicted on its own, blended over the whole scene in memory."""
+    sc = open_scene(scene, bands=predictor.bands)
+    acc = np.zeros((1 if predictor.binary else predictor.n_classes, sc.height, sc.width))
+    wsum = np.zeros((sc.height, sc.width))
     w = blend_weights(t)
-    for r in grid_offsets(101, t, stride, cover_end=True):
-        for c in grid_offsets(77, t, stride, cover_end=True):
-            sc = open_scene(scene)
+    for r in grid_offsets(sc.height, t, stride, cover_end=True):
+        for c in grid_offsets(sc.width, t, stride, cover_end=True):
             data, valid = sc.read_with_mask(Window(c, r, t, t))
             logits = predictor.logits(predictor.normalize(data[None], valid[None]))[0]
             acc[:, r:r + t, c:c + t] += logits * w
             wsum[r:r + t, c:c + t] += w
-    expected = predictor.probabilities((acc / wsum)[None].astype(np.float32))[0]
-    np.testing.assert_allclose(_read(res.probabilities), expected, atol=1e-5)
+    return predictor.probabilities((acc / wsum)[None].astype(np.float32))[0]
 
 
 def test_blending_leaves_no_seams(trained, tmp_path, monkeypatch):
@@ -240,6 +247,29 @@ def test_multiclass_cam_model_segments_by_argmax(tmp_path):
                   device="cpu")
     classes = _read(seg.path)[0]
     probs = _read(seg.probabilities)
-    assert probs.shape[0] == 3 and set(np.unique(classes)) <= {0, 1, 2}
+    predictor = WeakPredictor.load(res.checkpoint, device="cpu")
+    # softmax of the blended 3-channel logits, exactly as a whole-scene accumulation
+    expected = _whole_scene_probabilities(predictor, path, TILE, TILE // 2)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
     np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(classes, probs.argmax(axis=0))
+    assert len(np.unique(classes)) >= 2  # the map is not one constant class
+
+
+def test_segment_config_and_keywords_give_the_same_map(trained, tmp_path):
+    config = SegmentConfig(stride=TILE, quiet=True, device="cpu", probabilities=True)
+    a = segment(trained["ckpt"], trained["scene"], tmp_path / "a.tif", config)
+    b = segment(trained["ckpt"], trained["scene"], tmp_path / "b.tif", config, stride=8,
+                probabilities=False)
+    c = segment(trained["ckpt"], trained["scene"], tmp_path / "c.tif", stride=8, quiet=True,
+                device="cpu")
+    assert a.probabilities is not None and b.probabilities is None and config.stride == TILE
+    np.testing.assert_array_equal(_read(b.path), _read(c.path))
+    with rasterio.open(a.path) as da, rasterio.open(b.path) as db:
+        assert da.tags()["stride"] == str(TILE) and db.tags()["stride"] == "8"
+    with pytest.raises(TypeError, match="strides"):
+        segment(trained["ckpt"], trained["scene"], tmp_path / "d.tif", strides=8)
+    with pytest.raises(InputError, match="need --reference"):
+        SegmentConfig(reference_positive=["3"])
+    with pytest.raises(InputError, match="--tile"):
+        SegmentConfig(tile=0)
