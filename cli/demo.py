@@ -24,12 +24,15 @@ from geoembed.cli.options import device_option, handle_errors
 def demo_command(out: Path, quick: bool, device: str, overwrite: bool, quiet: bool) -> None:
     """Run the whole pipeline on the bundled sample data (sample_data/).
 
+    An installed geoembed (no source checkout) generates the same sample data once into
+    $XDG_CACHE_HOME/geoembed (default ~/.cache/geoembed).
+
     tile -> train -> embed -> preview + similar -> evaluate, and weak train -> segment
     (scored against the true land cover), with settings sized for a laptop CPU (a few
     minutes on 2 cores). Ends with a table of what was measured and where each file is
     (also in OUT/summary.md and OUT/demo.json).
     """
-    from geoembed.demo import run_demo
+    from geoembed.demo import run_demo  # here, not at the top: keeps torch out of start-up
 
     result = run_demo(out, quick=quick, overwrite=overwrite, quiet=quiet, device=device,
                       echo=None if quiet else click.echo)
