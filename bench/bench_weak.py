@@ -54,6 +54,7 @@ from geoembed.io.scenes import open_scene
 from geoembed.samplers.weak import dense_candidates
 from geoembed.synthetic import generate_sample_data
 from geoembed.trainers.weak import weak_train
+from geoembed.trainers.weak_config import WeakTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path("/tmp/geoembed_bench_weak")  # not bench/_work: bench_tile.py deletes that
@@ -173,8 +174,13 @@ def random_forest(data: dict, chosen: np.ndarray, test: np.ndarray, seed: int) -
     return rf.predict(flat).reshape(h, w).astype(np.uint8)
 
 
-def main(argv: list[str] | None = None) -> int:
-    global WORK
+METHODS = {"image": "U-CAM (image labels)", "pixel": "U-Net (single-pixel labels)",
+           "dense": "U-Net (dense labels, upper bound)"}
+MODEL = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": (32, 16, 8)}
+TILES_FOR = {"image": 50, "pixel": 32, "dense": 32}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="25,100,400", help="numbers of labelled tiles")
     ap.add_argument("--modes", default="image,pixel,dense")
@@ -188,79 +194,57 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
-    WORK = args.work
+    return ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
 
-    t_start = time.perf_counter()
-    data = prepare_data()
-    with rasterio.open(data["test_landcover"]) as src:
-        test_lc = src.read(1)
-    with rasterio.open(data["test_scene"]) as src:
-        test_img = src.read()
-    pool = len(data["tiles"])
-    order = np.random.default_rng(args.seed).permutation(pool)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    modes = args.modes.split(",")
-    model = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": (32, 16, 8)}
+def rf_row(data: dict, n: int, chosen: np.ndarray, test_img: np.ndarray, test_lc: np.ndarray,
+           seed: int) -> dict:
+    """The random-forest baseline on the chosen tiles' labelled pixels."""
+    t0 = time.perf_counter()
+    pred = random_forest(data, chosen, test_img, seed)
+    pred[test_lc == 255] = 255
+    return {"n": n, "method": "RF (per pixel, single-pixel labels)", "epochs": "-",
+            "train_s": time.perf_counter() - t0, "seg_s": 0.0, "extra": "",
+            **scores(pred, test_lc)}
+
+
+def unet_row(mode: str, data: dict, n: int, chosen: np.ndarray, dense_paths: list[Path],
+             test_lc: np.ndarray, args: argparse.Namespace) -> dict:
+    """Train one U-Net on the chosen tiles' labels, segment the held-out scene, score it."""
     budgets = {"image": args.budget_image, "pixel": args.budget_pixel,
                "dense": args.budget_dense}
-    tiles_for = {"image": 50, "pixel": 32, "dense": 32}
-    rows = []
-    for n in sizes:
-        chosen = np.sort(order[:n])
-        n_crop = int(data["tiles"]["crop"].iloc[chosen].sum())
-        t0 = time.perf_counter()
-        rf_pred = random_forest(data, chosen, test_img, args.seed)
-        rf_pred[test_lc == 255] = 255
-        rows.append({"n": n, "method": "RF (per pixel, single-pixel labels)",
-                     "epochs": "-", "train_s": time.perf_counter() - t0, "seg_s": 0.0,
-                     "extra": "", **scores(rf_pred, test_lc)})
-        log(f"N={n} ({n_crop} crop tiles) RF done")
-        dense_paths = dense_label_rasters(data, chosen, str(n)) if "dense" in modes else []
-        for mode in modes:
-            items = n if mode != "dense" else dense_items(data, dense_paths, tiles_for[mode])
-            epochs = int(np.clip(round(budgets[mode] / items), args.min_epochs,
-                                 args.max_epochs))
-            run = WORK / f"run_{mode}_{n}"
-            kw = dict(label_type=mode, tile_size=tiles_for[mode], epochs=epochs,
-                      batch_size=32, lr=1e-3, seed=args.seed, device=args.device,
-                      overwrite=True, quiet=True, **model)
-            t0 = time.perf_counter()
-            if mode == "image":
-                res = weak_train(data["scenes"], data["tiles"].iloc[chosen], run,
-                                 label_column="crop", **kw)
-            elif mode == "pixel":
-                res = weak_train(data["scenes"], data["points"].iloc[chosen], run,
-                                 label_column="crop", **kw)
-            else:
-                res = weak_train(data["scenes"], dense_paths, run, **kw)
-            train_s = time.perf_counter() - t0
-            assert res.n_labels == n or mode == "dense", (mode, res.n_labels)
-            t0 = time.perf_counter()
-            out = WORK / f"seg_{mode}_{n}.tif"
-            seg = segment(res.checkpoint, data["test_scene"], out, tile=256, stride=192,
-                          batch_size=4, overwrite=True, quiet=True, device=args.device)
-            seg_s = time.perf_counter() - t0
-            with rasterio.open(seg.path) as src:
-                pred = src.read(1)
-            extra = ""
-            if res.threshold is not None:
-                extra = (f"t = {res.threshold:.3g}, train image acc "
-                         f"{res.threshold_accuracy:.3f}")
-            last = res.history[-1]
-            extra += ("; " if extra else "") + f"final loss {last['loss']:.3f}"
-            rows.append({"n": n, "method": {"image": "U-CAM (image labels)",
-                                            "pixel": "U-Net (single-pixel labels)",
-                                            "dense": "U-Net (dense labels, upper bound)"}[mode],
-                         "epochs": epochs, "train_s": train_s, "seg_s": seg_s,
-                         "extra": extra, **scores(pred, test_lc)})
-            r = rows[-1]
-            log(f"N={n} {mode}: F1 {r['all']['f1']:.3f} texture F1 {r['texture']['f1']:.3f} "
-                f"({train_s:.0f} s + {seg_s:.0f} s) {extra}")
-    total = time.perf_counter() - t_start
+    items = n if mode != "dense" else dense_items(data, dense_paths, TILES_FOR[mode])
+    epochs = int(np.clip(round(budgets[mode] / items), args.min_epochs, args.max_epochs))
+    config = WeakTrainConfig(label_type=mode, label_column=None if mode == "dense" else "crop",
+                             tile_size=TILES_FOR[mode], epochs=epochs, batch_size=32, lr=1e-3,
+                             seed=args.seed, device=args.device, overwrite=True, quiet=True,
+                             **MODEL)
+    labels = {"image": data["tiles"].iloc[chosen], "pixel": data["points"].iloc[chosen],
+              "dense": dense_paths}[mode]
+    t0 = time.perf_counter()
+    res = weak_train(data["scenes"], labels, WORK / f"run_{mode}_{n}", config)
+    train_s = time.perf_counter() - t0
+    assert res.n_labels == n or mode == "dense", (mode, res.n_labels)
+    t0 = time.perf_counter()
+    seg = segment(res.checkpoint, data["test_scene"], WORK / f"seg_{mode}_{n}.tif", tile=256,
+                  stride=192, batch_size=4, overwrite=True, quiet=True, device=args.device)
+    seg_s = time.perf_counter() - t0
+    with rasterio.open(seg.path) as src:
+        pred = src.read(1)
+    extra = ""
+    if res.threshold is not None:
+        extra = f"t = {res.threshold:.3g}, train image acc {res.threshold_accuracy:.3f}"
+    extra += ("; " if extra else "") + f"final loss {res.history[-1]['loss']:.3f}"
+    row = {"n": n, "method": METHODS[mode], "epochs": epochs, "train_s": train_s,
+           "seg_s": seg_s, "extra": extra, **scores(pred, test_lc)}
+    log(f"N={n} {mode}: F1 {row['all']['f1']:.3f} texture F1 {row['texture']['f1']:.3f} "
+        f"({train_s:.0f} s + {seg_s:.0f} s) {extra}")
+    return row
 
+
+def print_report(rows: list[dict], args: argparse.Namespace, sizes: list[int],
+                 total: float) -> None:
+    """The Markdown results: settings, one table row per run, the targets at the largest N."""
     print("## Weak supervision: crop segmentation on a held-out synthetic scene\n")
     print(f"Machine: {platform.system()}, 2 cores (shared), 24 GiB, no GPU, torch "
           f"{torch.__version__} CPU, {args.threads} torch thread(s). "
@@ -301,6 +285,32 @@ def main(argv: list[str] | None = None) -> int:
               f"{'beats' if f1 > rf['all']['f1'] else 'does NOT beat'} the RF "
               f"({rf['all']['f1']:.3f}); texture-only F1 {r['texture']['f1']:.3f} vs RF "
               f"{rf['texture']['f1']:.3f}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    global WORK
+    args = parse_args(argv)
+    WORK = args.work
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    data = prepare_data()
+    with rasterio.open(data["test_landcover"]) as src:
+        test_lc = src.read(1)
+    with rasterio.open(data["test_scene"]) as src:
+        test_img = src.read()
+    order = np.random.default_rng(args.seed).permutation(len(data["tiles"]))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    modes = args.modes.split(",")
+    rows = []
+    for n in sizes:
+        chosen = np.sort(order[:n])
+        n_crop = int(data["tiles"]["crop"].iloc[chosen].sum())
+        rows.append(rf_row(data, n, chosen, test_img, test_lc, args.seed))
+        log(f"N={n} ({n_crop} crop tiles) RF done")
+        dense_paths = dense_label_rasters(data, chosen, str(n)) if "dense" in modes else []
+        for mode in modes:
+            rows.append(unet_row(mode, data, n, chosen, dense_paths, test_lc, args))
+    print_report(rows, args, sizes, time.perf_counter() - t_start)
     (WORK / "results.json").write_text(json.dumps(rows, indent=1, default=float))
     return 0
 

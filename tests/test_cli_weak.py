@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
@@ -82,8 +83,6 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     tiles = tile_labels(tmp_path, mask)
     far = tile_labels(tmp_path, mask, name="far.gpkg", shift=5e5)
     ones = tmp_path / "ones.gpkg"
-    import geopandas as gpd
-
     g = gpd.read_file(tiles)
     g["crop"] = 0
     g.to_file(ones)
