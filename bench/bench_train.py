@@ -123,7 +123,7 @@ def speed(args, device) -> list[str]:
     from geoembed.datasets.triplets import TripletStoreDataset
     from geoembed.losses import Tile2VecLoss
     from geoembed.models import build_encoder
-    from geoembed.trainers.fit import fit, seed_everything
+    from geoembed.trainers.fit import FitConfig, fit, seed_everything
     from geoembed.trainers.tile2vec import TripletStep
 
     cuda = device.type == "cuda"
@@ -156,12 +156,13 @@ def speed(args, device) -> list[str]:
                 log(f"speed {name} workers={workers} round {r + 1}: end to end")
                 store = make_store(f"speed_t{args.tile}_n{n}", [SCENE], n, args.tile,
                                    args.tile, 0)  # again: bench/_work may have been cleaned
+                config = FitConfig(epochs=2, batch_size=args.batch_size, lr=1e-3,
+                                   betas=(0.5, 0.999), workers=workers, seed=0,
+                                   device=str(device.type), amp=not args.no_amp, quiet=True,
+                                   drop_last=True, throughput_name="triplets_per_s")
                 res = fit(model_on_device(), TripletStoreDataset(store, augment=True),
                           TripletStep(objective), out_dir=WORK / f"run_speed_{name}",
-                          kind="tile2vec", epochs=2, batch_size=args.batch_size, lr=1e-3,
-                          betas=(0.5, 0.999), workers=workers, seed=0,
-                          device=str(device.type), amp=not args.no_amp, quiet=True,
-                          drop_last=True, throughput_name="triplets_per_s")
+                          kind="tile2vec", config=config)
                 e2e.append(args.batch_size / res.history[-1]["triplets_per_s"])  # warm epoch
             data = min(data_only_seconds(store, args.batch_size) for _ in range(2))
             p, e = float(np.median(pure)), float(np.median(e2e))
