@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from geoembed.devices import autocast_context
-from geoembed.inference.strips import iter_grid_rows
+from geoembed.inference.strips import GridRow, iter_grid_rows
 from geoembed.io.gdal_env import gdal_cache_limit
 from geoembed.io.geotiff import RasterWriter
 from geoembed.io.scenes import BandStats, Scene
@@ -172,69 +172,83 @@ class _Batcher:
         return tiles, valid, [(p.row, p.cols) for p in parts]
 
 
+class _Pipeline:
+    """Grid rows in, batches through the model (one in flight), finished rows out in order."""
+
+    def __init__(self, model: WindowModel, out_shape: tuple[int, ...], bar: tqdm | None) -> None:
+        self.model, self.out_shape, self.bar = model, out_shape, bar
+        self.batcher = _Batcher()
+        self.rows: dict[int, RowResult] = {}
+        self.remaining: dict[int, int] = {}
+        self.inflight: deque[tuple[Any, list[tuple[int, np.ndarray]]]] = deque()
+        self.next_row = 0
+
+    def add_row(self, grow: GridRow, min_valid: int) -> None:
+        """Queue a grid row's windows with at least ``min_valid`` valid pixels."""
+        counts = grow.valid.sum(axis=(1, 2))
+        accepted = counts >= min_valid
+        cols = np.flatnonzero(accepted)
+        outputs = np.full((len(accepted), *self.out_shape), np.nan, dtype=np.float32)
+        self.rows[grow.index] = RowResult(grow.index, outputs, accepted, grow.valid)
+        self.remaining[grow.index] = len(cols)
+        self._progress(len(accepted) - len(cols))
+        if len(cols):
+            every = len(cols) == len(accepted)
+            all_valid = bool(counts[cols].min() == grow.valid[0].size)
+            valid = None if all_valid else (grow.valid if every else grow.valid[cols])
+            self.batcher.add(_Chunk(grow.index, cols, grow.tiles if every else grow.tiles[cols],
+                                    valid))
+
+    def launch(self, n: int) -> None:
+        tiles, valid, where = self.batcher.take(n)
+        self.inflight.append((self.model.launch(tiles, valid), where))
+        if len(self.inflight) > 1:  # let the device run this batch while we collect the last
+            self.collect_one()
+
+    def collect_one(self) -> None:
+        handle, where = self.inflight.popleft()
+        y = self.model.collect(handle)
+        k = 0
+        for row, cols in where:
+            self.rows[row].outputs[cols] = y[k:k + len(cols)]
+            self.remaining[row] -= len(cols)
+            k += len(cols)
+        self._progress(k)
+
+    def finished(self) -> Iterator[RowResult]:
+        """The rows, in order, whose windows are all done."""
+        while self.remaining.get(self.next_row) == 0:
+            del self.remaining[self.next_row]
+            yield self.rows.pop(self.next_row)
+            self.next_row += 1
+
+    def _progress(self, n: int) -> None:
+        if self.bar is not None and n:
+            self.bar.update(n)
+
+
 def predict_rows(scene: Scene, grid: WindowGrid, model: WindowModel, out_shape: tuple[int, ...],
                  *, batch_size: int, min_valid: int = 0, prefetch: int = 2,
                  bar: tqdm | None = None) -> Iterator[RowResult]:
     """Run ``model`` over every window of ``grid`` with at least ``min_valid`` valid pixels.
 
     Batches of ``batch_size`` windows span grid rows; one batch stays in flight while the
-    previous one is collected. Rows are yielded in order as soon as all their windows are done.
+    previous one is collected. Rows are yielded in order as soon as all their windows are
+    done; ``outputs`` has ``out_shape`` per window.
     """
-    rows: dict[int, RowResult] = {}
-    remaining: dict[int, int] = {}
-    batcher = _Batcher()
-    inflight: deque[tuple[Any, list[tuple[int, np.ndarray]]]] = deque()
-    next_row = 0
-
-    def collect_one() -> None:
-        handle, where = inflight.popleft()
-        y = model.collect(handle)
-        k = 0
-        for row, cols in where:
-            rows[row].outputs[cols] = y[k:k + len(cols)]
-            remaining[row] -= len(cols)
-            k += len(cols)
-        if bar is not None:
-            bar.update(k)
-
-    def launch(n: int) -> None:
-        tiles, valid, where = batcher.take(n)
-        inflight.append((model.launch(tiles, valid), where))
-        if len(inflight) > 1:  # let the device run this batch while we collect the last
-            collect_one()
-
-    def finished() -> Iterator[RowResult]:
-        nonlocal next_row
-        while remaining.get(next_row) == 0:
-            del remaining[next_row]
-            yield rows.pop(next_row)
-            next_row += 1
-
+    pipe = _Pipeline(model, out_shape, bar)
     for grow in iter_grid_rows(scene, grid, prefetch=prefetch):
-        counts = grow.valid.sum(axis=(1, 2))
-        accepted = counts >= min_valid
-        cols = np.flatnonzero(accepted)
-        outputs = np.full((len(accepted), *out_shape), np.nan, dtype=np.float32)
-        rows[grow.index] = RowResult(grow.index, outputs, accepted, grow.valid)
-        remaining[grow.index] = len(cols)
-        if bar is not None:
-            bar.update(len(accepted) - len(cols))
-        if len(cols):
-            every = len(cols) == len(accepted)
-            all_valid = bool(counts[cols].min() == grid.tile * grid.tile)
-            batcher.add(_Chunk(grow.index, cols, grow.tiles if every else grow.tiles[cols],
-                               None if all_valid else
-                               (grow.valid if every else grow.valid[cols])))
-        while batcher.size >= batch_size:
-            launch(batch_size)
-        yield from finished()
-    while batcher.size:
-        launch(min(batch_size, batcher.size))
-    while inflight:
-        collect_one()
-    yield from finished()
-    if next_row != grid.shape[0]:  # pragma: no cover - a bug, not a user error
-        raise RuntimeError(f"inference stopped at grid row {next_row} of {grid.shape[0]}")
+        pipe.add_row(grow, min_valid)
+        while pipe.batcher.size >= batch_size:
+            pipe.launch(batch_size)
+        yield from pipe.finished()
+    while pipe.batcher.size:
+        pipe.launch(min(batch_size, pipe.batcher.size))
+    while pipe.inflight:
+        pipe.collect_one()
+    yield from pipe.finished()
+    if pipe.next_row != grid.shape[0]:  # pragma: no cover - a bug, not a user error
+        raise RuntimeError(f"inference stopped at grid row {pipe.next_row} of {grid.shape[0]}")
 
 
 def streaming_cache(scene: Scene, tile: int, out_bytes: int) -> Any:
