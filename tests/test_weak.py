@@ -354,9 +354,11 @@ def test_point_labels_label_the_pixel_they_were_made_from(tmp_path):
     np.testing.assert_array_equal(ds.rows, kept["row"])
     np.testing.assert_array_equal(ds.cols, kept["col"])
     np.testing.assert_array_equal(ds.codes, mask[kept["row"], kept["col"]])
-    for i in range(len(kept)):  # the point's pixel in its tile holds its class
+    for i in range(len(kept)):  # the point at (5, 7) in its tile (shifted inside the scene)
         w = ds.window_for(i, 5, 7)
-        assert ds.target_for(i, w)[ds.rows[i] - w.row_off, ds.cols[i] - w.col_off] == ds.codes[i]
+        r, c = ds.rows[i], ds.cols[i]
+        assert w == Window(min(max(c - 7, 0), SIZE - 32), min(max(r - 5, 0), SIZE - 32), 32, 32)
+        assert ds.target_for(i, w)[r - w.row_off, c - w.col_off] == ds.codes[i]
 
 
 def _tiny_train(scene, labels, out, **kw):
