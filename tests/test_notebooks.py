@@ -15,6 +15,7 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+jupytext = pytest.importorskip("jupytext")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -27,24 +28,21 @@ def _has_image(output) -> bool:
     return bool({"image/png", "image/jpeg"} & set(output.get("data", {})))
 
 
-def test_committed_notebooks_match_the_builder_and_keep_outputs():
-    """The committed notebooks are the builder's cells, executed (pictures kept, < 1 MB)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("build_notebooks",
-                                                  NOTEBOOKS / "build_notebooks.py")
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    assert sorted(builder.NOTEBOOKS) == NAMES
+def test_committed_notebooks_are_their_paired_scripts_executed():
+    """Each ``.ipynb`` is paired with a percent-format ``.py`` (jupytext): same cells, and the
+    notebook is committed executed (pictures kept, no errors, < 1 MB)."""
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
     for name in NAMES:
         path = NOTEBOOKS / name
         assert path.stat().st_size < 1_000_000, name
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
-        fresh = builder.build(name)
-        assert [c.source for c in nb.cells] == [c.source for c in fresh.cells], (
-            f"{name} differs from notebooks/build_notebooks.py: rebuild it with "
-            "`.venv/bin/python notebooks/build_notebooks.py --execute`")
+        assert nb.metadata["jupytext"]["formats"] == "ipynb,py:percent", name
+        script = jupytext.read(path.with_suffix(".py"))
+        assert [(c.cell_type, c.source) for c in nb.cells] == [
+            (c.cell_type, c.source) for c in script.cells], (
+            f"{name} and {path.with_suffix('.py').name} differ: run `.venv/bin/jupytext "
+            f"--sync notebooks/{name}` (see notebooks/README.md)")
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(c.get("execution_count") for c in code), f"{name} is not executed"
         images = [o for c in code for o in c.get("outputs", []) if _has_image(o)]
