@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+import torch
 
 from geoembed.errors import DeviceError
 
 
-def resolve_device(name: str = "auto") -> Any:
-    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is an error."""
-    import torch
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is an error.
 
+    Raises:
+        DeviceError: an explicit device that this machine does not have, or an unknown name.
+    """
     name = (name or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():
@@ -30,12 +35,9 @@ def resolve_device(name: str = "auto") -> Any:
         raise DeviceError(f"unknown device {name!r}") from None
 
 
-def autocast_context(device: Any, enabled: bool = True) -> Any:
+def autocast_context(device: torch.device, enabled: bool = True
+                     ) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on CUDA (when enabled); a no-op context elsewhere."""
-    import contextlib
-
-    import torch
-
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -20,6 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from geoembed.io.scenes import BandStats, Scene, normalize
+from geoembed.io.store import open_store
+from geoembed.samplers.triplets import TripletSampler
 from geoembed.transforms import augment_tiles
 
 
@@ -71,8 +73,6 @@ class TripletStoreDataset(Dataset):
 
     def __init__(self, store: Any, *, augment: bool = True,
                  indices: Sequence[int] | np.ndarray | None = None) -> None:
-        from geoembed.io.store import open_store
-
         if isinstance(store, (str, os.PathLike)):
             store = open_store(store)
         self.path = Path(store.path)
@@ -99,8 +99,6 @@ class TripletStoreDataset(Dataset):
     def triplets(self) -> np.ndarray:
         """The store's memory-mapped ``(N, 3, C, T, T)`` array (opened in this process)."""
         if self._array is None or self._pid != os.getpid():
-            from geoembed.io.store import open_store
-
             self._array = open_store(self.path).triplets
             self._pid = os.getpid()
         return self._array
@@ -146,8 +144,6 @@ class OnTheFlyTripletDataset(Dataset):
     def __init__(self, scenes: Sequence[Scene], n_triplets: int, tile_size: int,
                  neighborhood: int, *, band_stats: BandStats, seed: int = 0,
                  augment: bool = True, **sampler_kwargs: Any) -> None:
-        from geoembed.samplers.triplets import TripletSampler
-
         if n_triplets < 1:
             raise ValueError("n_triplets must be at least 1")
         self.scenes = list(scenes)

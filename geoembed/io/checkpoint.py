@@ -20,10 +20,14 @@ from geoembed.io.outputs import replace_path, temporary_sibling
 
 FORMAT = "geoembed-checkpoint"
 
+# torch is imported inside the two functions that need it: geoembed.evaluation imports this
+# module and evaluates an embedding raster without torch (it reads a checkpoint only when
+# given one), and torch's import takes seconds.
+
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], kind: str) -> Path:
     """Write ``payload`` atomically (temporary file, then rename) with format markers."""
-    import torch
+    import torch  # lazy: see the note above
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +49,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         CheckpointError: missing file, corrupt file, a pickle with arbitrary objects,
             not a geoembed checkpoint, or a checkpoint of another kind.
     """
-    import torch
+    import torch  # lazy: see the note above
 
     path = Path(path)
     if not path.is_file():

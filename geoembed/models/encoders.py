@@ -11,6 +11,10 @@ from torch import nn
 from geoembed.errors import CheckpointError, InputError, first_line
 from geoembed.models.tilenet import TileNet
 
+# segmentation-models-pytorch is imported where an smp encoder is built, not at module top:
+# its import took 9.7 s after torch's on the shared 2-core dev machine (python -X importtime),
+# and TileNet runs (train, embed) never need it.
+
 
 class SmpEmbedder(nn.Module):
     """A segmentation-models-pytorch encoder + global average pooling + linear projection.
@@ -21,7 +25,7 @@ class SmpEmbedder(nn.Module):
 
     def __init__(self, name: str, in_channels: int, z_dim: int = 512, depth: int = 5) -> None:
         super().__init__()
-        import segmentation_models_pytorch as smp
+        import segmentation_models_pytorch as smp  # lazy: see the note above SmpEmbedder
 
         try:
             self.encoder = smp.encoders.get_encoder(name, in_channels=in_channels, depth=depth,
@@ -38,7 +42,7 @@ class SmpEmbedder(nn.Module):
 
 def list_encoders() -> list[str]:
     """'tilenet' and every encoder name segmentation-models-pytorch offers."""
-    import segmentation_models_pytorch as smp
+    import segmentation_models_pytorch as smp  # lazy: see the note above SmpEmbedder
 
     return ["tilenet", *sorted(smp.encoders.get_encoder_names())]
 
