@@ -43,14 +43,8 @@ from geoembed.errors import InputError
 from geoembed.io.checkpoint import load_checkpoint, save_checkpoint
 from geoembed.io.scenes import BandStats, Scene, band_statistics, open_scenes
 from geoembed.models.unet_cam import build_weak_model, weak_model_config
-from geoembed.trainers.fit import (
-    FitResult,
-    check_run_dir,
-    clear_run,
-    fit,
-    is_main_process,
-    seed_everything,
-)
+from geoembed.trainers.fit import FitConfig, FitResult, fit, seed_everything
+from geoembed.trainers.rundir import check_run_dir, clear_run, is_main_process
 from geoembed.trainers.weak_config import DEFAULT_EPOCHS, WeakTrainConfig
 from geoembed.trainers.weak_labels import (
     PreparedLabels,
@@ -129,9 +123,7 @@ def weak_train(scenes: str | os.PathLike | Sequence[str | os.PathLike], labels: 
         bands=list(scene_list[0].bands), scenes=[s.path for s in scene_list])
     step = ImageStep(pos_weight) if cfg.label_type == "image" else PixelStep()
     result = fit(model, prepared.dataset, step, out_dir=out, kind=KIND, payload=payload,
-                 options=stored, epochs=cfg.n_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                 workers=cfg.workers, seed=cfg.seed, device=cfg.device, amp=cfg.amp,
-                 resume=cfg.resume, quiet=cfg.quiet, throughput_name="tiles_per_s")
+                 options=stored, config=_fit_config(cfg))
     threshold = accuracy = None
     if cfg.label_type == "image" and enc.n_classes == 2 and is_main_process():
         threshold, accuracy = _store_threshold(result, prepared, cfg)
@@ -140,6 +132,13 @@ def weak_train(scenes: str | os.PathLike | Sequence[str | os.PathLike], labels: 
         class_names=enc.names, n_labels=prepared.n_labels, n_input=prepared.n_input,
         n_outside=prepared.n_outside, n_nodata=prepared.n_nodata, n_unused=prepared.n_unused,
         threshold=threshold, threshold_accuracy=accuracy, extra=prepared.extra)
+
+
+def _fit_config(cfg: WeakTrainConfig) -> FitConfig:
+    """The fit loop's share of the options."""
+    return FitConfig(epochs=cfg.n_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                     workers=cfg.workers, seed=cfg.seed, device=cfg.device, amp=cfg.amp,
+                     resume=cfg.resume, quiet=cfg.quiet, throughput_name="tiles_per_s")
 
 
 def _open_run(scenes: str | os.PathLike | Sequence[str | os.PathLike], out: Path,
