@@ -36,38 +36,41 @@ def _autocorrelation(tile: np.ndarray, max_lag: int = 12) -> np.ndarray:
     return np.asarray(out)
 
 
-def main() -> None:
-    with rasterio.open(SAMPLE / "scene.tif") as ds:
-        img = ds.read().astype(np.float32)
-    with rasterio.open(SAMPLE / "landcover.tif") as ds:
-        lc = ds.read(1)
-    rng = np.random.default_rng(0)
-    h, w = lc.shape
+Row = tuple[str, float, "np.ndarray | None"]
+
+
+def pixel_rows(img: np.ndarray, lc: np.ndarray, rng: np.random.Generator) -> list[Row]:
+    """Per-pixel band values, 6000 pixels per class: a random 50/50 split (7 classes and each
+    texture pair) and spatial 4-fold CV over 128 px blocks (each texture pair)."""
+    w = lc.shape[1]
     flat_lc = lc.ravel()
     X = img.reshape(4, -1).T
-
-    # Pixels: 6000 per class; random 50/50 split, and spatial 4-fold CV over 128 px blocks.
     idx = np.concatenate([rng.permutation(np.flatnonzero(flat_lc == c))[:6000]
                           for c in range(7)])
     y = flat_lc[idx]
     rows, cols = np.divmod(idx, w)
     block = (rows // 128) * 100 + cols // 128
     half = rng.random(len(idx)) < 0.5
-    rows_out = []
     pred = rf().fit(X[idx][half], y[half]).predict(X[idx][~half])
     per_class = confusion_matrix(y[~half], pred, normalize="true").diagonal()
-    rows_out.append(("pixels, random split, 7 classes", accuracy_score(y[~half], pred),
-                     per_class))
+    out: list[Row] = [("pixels, random split, 7 classes", accuracy_score(y[~half], pred),
+                       per_class)]
     for a, b in PAIRS:
         m = np.isin(y, [a, b])
         p = rf().fit(X[idx][half & m], y[half & m]).predict(X[idx][~half & m])
-        rows_out.append((f"pixels, random split, {NAMES[a]} vs {NAMES[b]}",
-                         balanced_accuracy_score(y[~half & m], p), None))
+        out.append((f"pixels, random split, {NAMES[a]} vs {NAMES[b]}",
+                    balanced_accuracy_score(y[~half & m], p), None))
         p = cross_val_predict(rf(), X[idx][m], y[m], groups=block[m], cv=GroupKFold(4))
-        rows_out.append((f"pixels, spatial 4-fold CV, {NAMES[a]} vs {NAMES[b]}",
-                         balanced_accuracy_score(y[m], p), None))
+        out.append((f"pixels, spatial 4-fold CV, {NAMES[a]} vs {NAMES[b]}",
+                    balanced_accuracy_score(y[m], p), None))
+    return out
 
-    # Tiles: mean and std per band of 50 x 50 tiles (stride 25) that are >= 90 % one class.
+
+def tile_features(img: np.ndarray, lc: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean+std, mean+std+NIR autocorrelation, class)`` of the 50 x 50 tiles (stride 25)
+    that are >= 90 % one class."""
+    h, w = lc.shape
     feats, texture, labels = [], [], []
     for r0 in range(0, h - 50 + 1, 25):
         for c0 in range(0, w - 50 + 1, 25):
@@ -81,17 +84,31 @@ def main() -> None:
             feats.append(np.concatenate([v.mean(1), v.std(1)]))
             texture.append(_autocorrelation(img[3, r0:r0 + 50, c0:c0 + 50]))
             labels.append(int(counts.argmax()))
-    F, L = np.asarray(feats), np.asarray(labels)
-    T = np.concatenate([F, np.asarray(texture)], axis=1)
+    F = np.asarray(feats)
+    return F, np.concatenate([F, np.asarray(texture)], axis=1), np.asarray(labels)
+
+
+def tile_rows(img: np.ndarray, lc: np.ndarray) -> list[Row]:
+    """Tile mean / std per band, and with NIR autocorrelation (the control), per pair."""
+    F, T, L = tile_features(img, lc)
+    out: list[Row] = []
     for a, b in PAIRS:
         m = np.isin(L, [a, b])
         p = cross_val_predict(rf(), F[m], L[m], cv=5)
-        rows_out.append((f"tile mean+std (5-fold, n={m.sum()}), {NAMES[a]} vs {NAMES[b]}",
-                         balanced_accuracy_score(L[m], p), None))
+        out.append((f"tile mean+std (5-fold, n={m.sum()}), {NAMES[a]} vs {NAMES[b]}",
+                    balanced_accuracy_score(L[m], p), None))
         p = cross_val_predict(rf(), T[m], L[m], cv=5)
-        rows_out.append((f"tile mean+std+NIR autocorrelation (control), {NAMES[a]} vs "
-                         f"{NAMES[b]}", balanced_accuracy_score(L[m], p), None))
+        out.append((f"tile mean+std+NIR autocorrelation (control), {NAMES[a]} vs "
+                    f"{NAMES[b]}", balanced_accuracy_score(L[m], p), None))
+    return out
 
+
+def main() -> None:
+    with rasterio.open(SAMPLE / "scene.tif") as ds:
+        img = ds.read().astype(np.float32)
+    with rasterio.open(SAMPLE / "landcover.tif") as ds:
+        lc = ds.read(1)
+    rows_out = pixel_rows(img, lc, np.random.default_rng(0)) + tile_rows(img, lc)
     print("| random forest on | balanced accuracy | per-class recall (water..shrubland) |")
     print("|---|---|---|")
     for name, acc, pc in rows_out:

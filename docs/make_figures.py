@@ -10,6 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
+from matplotlib.figure import Figure  # no pyplot: no backend to choose
+from PIL import Image
+
+from geoembed.demo import evaluation_metrics, plot_overview
+
 HERE = Path(__file__).resolve().parent
 IMG = HERE / "img"
 
@@ -17,20 +22,14 @@ IMG = HERE / "img"
 def evaluation_figure(demo_dir: Path, path: Path, dpi: int = 80) -> Path:
     """Macro-F1 (all classes) and mean F1 of the texture-only classes per feature set,
     spatial CV, from the demo's evaluation report."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from geoembed.demo import evaluation_metrics
-
     report = json.loads((demo_dir / "evaluation" / "report.json").read_text())
     rows = [r for r in evaluation_metrics(report)["rows"] if r["cv"] == "spatial"]
     order = ["embedding", "embedding+bands", "random-encoder", "pca", "tile-stats", "bands"]
     rows = sorted(rows, key=lambda r: order.index(r["features"]) if r["features"] in order
                   else len(order))
     names = [r["features"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 2.6), sharey=True)
+    fig = Figure(figsize=(9, 2.6))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, key, title in zip(axes, ("macro_f1", "texture_f1"),
                               ("macro-F1, 7 classes", "mean F1, texture-only classes"),
                               strict=True):
@@ -46,14 +45,11 @@ def evaluation_figure(demo_dir: Path, path: Path, dpi: int = 80) -> Path:
                  "cross-validation (sample data)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 
 def shrink(path: Path, colors: int = 256) -> None:
     """Rewrite a PNG with a palette of ``colors`` colours (a fraction of the bytes)."""
-    from PIL import Image
-
     with Image.open(path) as img:
         small = img.convert("RGB").quantize(colors=colors, dither=Image.Dither.NONE)
     small.save(path, optimize=True)
@@ -63,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("demo_dir", nargs="?", default="demo_output", type=Path)
     args = p.parse_args(argv)
-    from geoembed.demo import plot_overview
-
     IMG.mkdir(parents=True, exist_ok=True)
     for path in (plot_overview(args.demo_dir, IMG / "demo_overview.png", dpi=64),
                  evaluation_figure(args.demo_dir, IMG / "demo_evaluation.png")):
