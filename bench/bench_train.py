@@ -172,6 +172,12 @@ def speed(args, device) -> list[str]:
             rows.append(f"| {name} ({desc}) | {workers} | {1e3 * p:.0f} | {1e3 * e:.0f} | "
                         f"{args.batch_size / e:.0f} | {1e3 * data:.1f} | {ratio:.3f} | "
                         f"{(min(pure) + data) / min(pure):.3f} |")
+    return _speed_header(args, device) + rows
+
+
+def _speed_header(args, device) -> list[str]:
+    """The speed table's title, description and column heads."""
+    cuda = device.type == "cuda"
     amp = ("bf16 autocast + channels_last" if cuda and not args.no_amp
            else "fp32" + (" + channels_last" if cuda else ""))
     head = [
@@ -191,7 +197,7 @@ def speed(args, device) -> list[str]:
         "(pure + data) / pure |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    return head + rows
+    return head
 
 
 # ------------------------------------------------------------------------------- quality
