@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from geoembed.cli.options import (
+    CommaList,
     allow_no_crs_option,
     bands_option,
     device_option,
@@ -15,7 +16,28 @@ from geoembed.cli.options import (
     seed_option,
 )
 
+from geoembed.errors import InputError
+from geoembed.evaluation.config import (
+    CLASSIFIERS,
+    CV_SCHEMES,
+    FEATURE_SETS,
+    EvaluateConfig,
+    check_size,
+)
+
 _PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+def _size(text: str) -> int | str:
+    """One learning-curve size (a usage error, not a ValueError, keeps its own message)."""
+    try:
+        return check_size(text)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+FEATURES = CommaList(choices=FEATURE_SETS, example="embedding,bands")
+SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
 
 
 @click.command("evaluate")
@@ -42,7 +64,7 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
                    "--checkpoint.  [default: none]")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (report.json, predictions.csv, plots).")
-@click.option("--features", default=None, metavar="NAMES",
+@click.option("--features", type=FEATURES, default=None, metavar="NAMES",
               help="Comma-separated feature sets: embedding, bands, tile-stats, random-encoder "
                    "(needs --checkpoint), pca, embedding+bands.  [default: all available]")
 @click.option("--classifier", type=click.Choice(["logreg", "rf", "both"]), default="logreg",
@@ -54,7 +76,8 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
               help="Number of cross-validation folds.")
 @click.option("--block-size", type=click.IntRange(min=1), default=None,
               help="Side of the spatial CV blocks in pixels.  [default: 4 tiles]")
-@click.option("--learning-curve", "learning_curve", default="10,20,50,100,200,500,all",
+@click.option("--learning-curve", "learning_curve", type=SIZES,
+              default="10,20,50,100,200,500,all",
               show_default=True, metavar="SIZES",
               help="Training-label counts for the learning curve ('none' to skip).")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
@@ -76,8 +99,9 @@ _PATH = click.Path(dir_okay=False, path_type=Path)
 def evaluate_command(scene: Path, labels: Path | None, label_column: str | None,
                      labels_raster: Path | None, max_labels: int | None,
                      polygon_samples: int | None, checkpoint: Path | None,
-                     embeddings: Path | None, out: Path, features: str | None, classifier: str,
-                     cv: str, folds: int, block_size: int | None, learning_curve: str,
+                     embeddings: Path | None, out: Path, features: tuple[str, ...] | None,
+                     classifier: str, cv: str, folds: int, block_size: int | None,
+                     learning_curve: tuple[int | str, ...] | None,
                      repeats: int, tile_size: int | None, pca_tiles: int, batch_size: int,
                      bands: tuple[int, ...] | None, seed: int, device: str, allow_no_crs: bool,
                      overwrite: bool, quiet: bool) -> None:
@@ -93,15 +117,18 @@ def evaluate_command(scene: Path, labels: Path | None, label_column: str | None,
       geoembed evaluate --scene scene.tif --labels points.gpkg --label-column class \\
           --checkpoint run/checkpoint.pt --out eval --cv both
     """
-    from geoembed.evaluation.evaluate import evaluate
+    from geoembed.evaluation.evaluate import run_evaluation  # sklearn: only when used
 
-    result = evaluate(
-        scene, out, labels=labels, label_column=label_column, labels_raster=labels_raster,
+    config = EvaluateConfig(
+        labels=labels, label_column=label_column, labels_raster=labels_raster,
         max_labels=max_labels, polygon_samples=polygon_samples, checkpoint=checkpoint,
-        embeddings=embeddings, features=features, classifier=classifier, cv=cv, folds=folds,
-        block_size=block_size, learning_curve_sizes=learning_curve, repeats=repeats,
-        tile_size=tile_size, bands=bands, pca_tiles=pca_tiles, batch_size=batch_size,
-        seed=seed, device=device, allow_no_crs=allow_no_crs, overwrite=overwrite, quiet=quiet)
+        embeddings=embeddings, features=features,
+        classifier=CLASSIFIERS if classifier == "both" else (classifier,),
+        cv=CV_SCHEMES if cv == "both" else (cv,), folds=folds, block_size=block_size,
+        learning_curve_sizes=learning_curve or (), repeats=repeats, tile_size=tile_size,
+        bands=bands, pca_tiles=pca_tiles, batch_size=batch_size, seed=seed, device=device,
+        allow_no_crs=allow_no_crs, overwrite=overwrite, quiet=quiet)
+    result = run_evaluation(scene, out, config)
     rep = result.report
     for note in result.warnings:
         click.echo(f"Warning: {note}", err=True)

@@ -13,8 +13,10 @@ import rasterio
 from shapely.geometry import Point
 
 from geoembed.errors import CRSError, InputError, OutputExistsError, RasterError
-from geoembed.evaluation.evaluate import evaluate, learning_curve, make_folds, spatial_blocks
+from geoembed.evaluation.classifiers import learning_curve
+from geoembed.evaluation.evaluate import evaluate
 from geoembed.evaluation.features import read_tile, tile_statistics
+from geoembed.evaluation.folds import make_folds, spatial_blocks
 from geoembed.io.labels import rowcol_to_xy
 from geoembed.io.scenes import open_scene
 from tests.conftest import write_raster

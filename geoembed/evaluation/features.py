@@ -29,37 +29,11 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from geoembed.errors import CRSError, InputError, RasterError, first_line
+from geoembed.errors import CRSError, RasterError, first_line
+from geoembed.evaluation.config import FEATURE_SETS  # noqa: F401  (re-exported: its old home)
 from geoembed.io.scenes import BandStats, Scene, normalize
 
-FEATURE_SETS = ("embedding", "bands", "tile-stats", "random-encoder", "pca", "embedding+bands")
 NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
-
-
-def parse_feature_sets(value: str | Sequence[str] | None) -> list[str] | None:
-    """'bands,pca' -> ['bands', 'pca'] (checked); None -> None (every available set)."""
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
-    names = [n for n in names if n]
-    bad = [n for n in names if n not in FEATURE_SETS]
-    if bad:
-        raise InputError(f"unknown feature set(s) {bad}; choose from {', '.join(FEATURE_SETS)}")
-    if not names:
-        raise InputError("no feature set given")
-    return list(dict.fromkeys(names))
-
-
-def available_feature_sets(has_checkpoint: bool, has_embeddings: bool) -> list[str]:
-    """The feature sets that can be computed from what was given."""
-    out = []
-    for name in FEATURE_SETS:
-        if name in ("embedding", "embedding+bands") and not (has_checkpoint or has_embeddings):
-            continue
-        if name == "random-encoder" and not has_checkpoint:
-            continue
-        out.append(name)
-    return out
 
 
 def tile_window(row: int, col: int, tile: int) -> Window:

@@ -1,0 +1,135 @@
+"""The options of :func:`geoembed.evaluation.evaluate.evaluate`, shared by the CLI and Python.
+
+:class:`EvaluateConfig` holds every option with its default and checks it; the CLI parses
+its comma-separated options into tuples (``cli/evaluate.py``) and Python callers may pass
+sequences (or, as before, comma-separated strings and the ``"both"`` / ``"none"`` aliases).
+This module stays light (no scikit-learn, no torch) so that the CLI can import it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from geoembed.errors import InputError
+
+CLASSIFIERS = ("logreg", "rf")
+CV_SCHEMES = ("spatial", "random")
+FEATURE_SETS = ("embedding", "bands", "tile-stats", "random-encoder", "pca", "embedding+bands")
+DEFAULT_SIZES: tuple[int | str, ...] = (10, 20, 50, 100, 200, 500, "all")
+DEFAULT_TILE = 50
+
+
+def _items(value: str | Sequence[Any]) -> list[Any]:
+    """A sequence as a list; a string as its comma-separated items (older Python callers)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [v.strip() if isinstance(v, str) else v for v in items
+            if not (isinstance(v, str) and not v.strip())]
+
+
+def check_names(value: str | Sequence[str], allowed: Sequence[str], what: str, *,
+                both: bool = True) -> tuple[str, ...]:
+    """Names checked against ``allowed`` (``"both"`` = all of them), duplicates dropped."""
+    names = list(allowed) if both and value == "both" else _items(value)
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        extra = " or both" if both else ""
+        raise InputError(f"unknown {what} {bad or value!r}; choose from "
+                         f"{', '.join(allowed)}{extra}")
+    return tuple(dict.fromkeys(names))
+
+
+def check_size(item: int | str) -> int | str:
+    """One learning-curve size: ``"all"`` or an integer of at least 2."""
+    if str(item).strip().lower() == "all":
+        return "all"
+    try:
+        n = int(str(item).strip())
+    except ValueError:
+        raise InputError(f"learning-curve size {item!r} is not a number or 'all'") from None
+    if n < 2:
+        raise InputError(f"learning-curve size {n} is too small (at least 2 labels)")
+    return n
+
+
+def check_sizes(value: str | Sequence[int | str] | None) -> tuple[int | str, ...]:
+    """Learning-curve sizes: None = the defaults; ``"none"`` or empty = no learning curve."""
+    if value is None:
+        return DEFAULT_SIZES
+    items = [v for v in _items(value) if str(v).strip().lower() != "none"]
+    return tuple(dict.fromkeys(check_size(v) for v in items))
+
+
+def _at_least(value: int | None, minimum: int, option: str) -> None:
+    if value is not None and value < minimum:
+        raise InputError(f"{option} must be at least {minimum}")
+
+
+@dataclass
+class EvaluateConfig:
+    """Every option of an evaluation (see :func:`~geoembed.evaluation.evaluate.evaluate`).
+
+    List options are normalised to tuples when the config is made; a bad value raises
+    :class:`~geoembed.errors.InputError`.
+    """
+
+    labels: str | os.PathLike | Any | None = None
+    label_column: str | None = None
+    labels_raster: str | os.PathLike | None = None
+    max_labels: int | None = None
+    polygon_samples: int | None = None
+    checkpoint: str | os.PathLike | None = None
+    embeddings: str | os.PathLike | None = None
+    features: str | Sequence[str] | None = None
+    classifier: str | Sequence[str] = "logreg"
+    cv: str | Sequence[str] = "spatial"
+    folds: int = 5
+    block_size: int | None = None
+    learning_curve_sizes: str | Sequence[int | str] | None = DEFAULT_SIZES
+    repeats: int = 5
+    tile_size: int | None = None
+    bands: Sequence[int] | None = None
+    pca_tiles: int = 1000
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    allow_no_crs: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        self.classifier = check_names(self.classifier, CLASSIFIERS, "classifier")
+        self.cv = check_names(self.cv, CV_SCHEMES, "CV scheme")
+        self.learning_curve_sizes = check_sizes(self.learning_curve_sizes)
+        if self.features is not None:
+            self.features = check_names(self.features, FEATURE_SETS, "feature set(s)",
+                                        both=False)
+        for value, minimum, option in (
+                (self.folds, 2, "--folds"), (self.repeats, 1, "--repeats"),
+                (self.polygon_samples, 1, "--polygon-samples"),
+                (self.max_labels, 2, "--max-labels"), (self.block_size, 1, "--block-size"),
+                (self.tile_size, 1, "--tile-size"),
+                (self.batch_size, 1, "--batch-size")):
+            _at_least(value, minimum, option)
+
+    def feature_names(self) -> list[str]:
+        """The feature sets to compute: the requested ones, else every available one."""
+        has_ckpt, has_emb = self.checkpoint is not None, self.embeddings is not None
+        available = [n for n in FEATURE_SETS
+                     if not (n in ("embedding", "embedding+bands") and not (has_ckpt or has_emb))
+                     and not (n == "random-encoder" and not has_ckpt)]
+        if self.features is None:
+            return available
+        missing = [n for n in self.features if n not in available]
+        if missing:
+            need = "--checkpoint" if "random-encoder" in missing and has_emb \
+                else "--checkpoint or --embeddings"
+            raise InputError(f"feature set(s) {', '.join(missing)} need {need}")
+        return list(self.features)
+
+
+__all__ = ["CLASSIFIERS", "CV_SCHEMES", "DEFAULT_SIZES", "DEFAULT_TILE", "FEATURE_SETS",
+           "EvaluateConfig", "check_names", "check_size", "check_sizes"]
