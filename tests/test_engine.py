@@ -8,7 +8,8 @@ import pytest
 from rasterio.windows import Window
 
 from geoembed.inference import strips
-from geoembed.inference.engine import BlendBand, RowResult, blend_rows, blend_weights, predict_rows
+from geoembed.inference.engine import RowResult, predict_rows
+from geoembed.inference.stitch import BlendBand, blend_rows, blend_weights
 from geoembed.inference.strips import iter_grid_rows, read_grid_row
 from geoembed.io.scenes import open_scene
 from geoembed.samplers.grid import WindowGrid

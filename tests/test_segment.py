@@ -14,8 +14,8 @@ from sklearn.metrics import f1_score, jaccard_score, precision_score
 
 from geoembed.errors import InputError, OutputExistsError, RasterError
 from geoembed.inference.config import SegmentConfig
-from geoembed.inference.engine import blend_weights
 from geoembed.inference.segmentation import NODATA, WeakPredictor, segment
+from geoembed.inference.stitch import blend_weights
 from geoembed.io.checkpoint import load_checkpoint
 from geoembed.io.scenes import open_scene
 from geoembed.samplers.grid import grid_offsets

@@ -50,13 +50,8 @@ from geoembed import __version__
 from geoembed.devices import resolve_device
 from geoembed.errors import CheckpointError, InputError, RasterError
 from geoembed.inference.config import DTYPES, EmbedConfig, resolve_config
-from geoembed.inference.engine import (
-    TorchWindowModel,
-    WindowPixelStrips,
-    predict_rows,
-    progress,
-    streaming_cache,
-)
+from geoembed.inference.engine import TorchWindowModel, predict_rows, progress, streaming_cache
+from geoembed.inference.stitch import WindowPixelStrips
 from geoembed.io.checkpoint import file_sha256, load_checkpoint
 from geoembed.io.embeddings import DEQUANTIZATION, INT8_NODATA, band_names, quantize
 from geoembed.io.georef import window_grid_transform

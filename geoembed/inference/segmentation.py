@@ -41,16 +41,9 @@ import torch
 from geoembed.devices import autocast_context, resolve_device
 from geoembed.errors import InputError, RasterError
 from geoembed.inference.config import SegmentConfig, resolve_config
-from geoembed.inference.engine import (
-    BlendBand,
-    Block,
-    blend_rows,
-    blend_weights,
-    predict_rows,
-    progress,
-    streaming_cache,
-)
+from geoembed.inference.engine import predict_rows, progress, streaming_cache
 from geoembed.inference.reference import Reference, reference_mapping, value_key
+from geoembed.inference.stitch import BlendBand, Block, blend_rows, blend_weights
 from geoembed.io.checkpoint import file_sha256, load_checkpoint
 from geoembed.io.geotiff import RasterWriter
 from geoembed.io.outputs import atomic_output, check_output
