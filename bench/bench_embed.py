@@ -124,8 +124,8 @@ def _in_memory(em, scene: str, stride: int):
     """Every window of the grid, read and normalised, as one float32 tensor."""
     import torch
 
-    from geoembed.io.scenes import normalize, open_scene
     from geoembed.inference.strips import read_grid_row
+    from geoembed.io.scenes import normalize, open_scene
     from geoembed.samplers.grid import WindowGrid
 
     sc = open_scene(scene)
