@@ -180,7 +180,8 @@ def naip_part(args) -> list[str]:
     from sklearn.metrics import f1_score
 
     from geoembed.evaluation.classifiers import cross_val_predict
-    from geoembed.evaluation.features import encode_batch, random_encoder, tile_statistics
+    from geoembed.evaluation.encoders import encode_batch, random_encoder
+    from geoembed.evaluation.features import tile_statistics
     from geoembed.evaluation.folds import make_folds
     from geoembed.evaluation.metrics import scores
     from geoembed.inference.embedding import load_embedding_model

@@ -27,7 +27,6 @@ from geoembed.evaluation.features import (
     TileFeatureSpec,
     fit_tile_pca,
     label_features,
-    random_encoder,
     random_tile_sample,
 )
 from geoembed.evaluation.folds import make_folds, spatial_blocks
@@ -48,27 +47,33 @@ PCA_MAX_COMPONENTS = 64
 ENCODER_FEATURES = ("embedding", "random-encoder", "embedding+bands")
 
 
+def _add_encoders(spec: TileFeatureSpec, em: Any, need: set[str], cfg: EvaluateConfig,
+                  calibration: np.ndarray | None) -> None:
+    """The checkpoint's encoder (and the untrained control) on the chosen device."""
+    # torch only with a checkpoint: the baselines alone run without it
+    from geoembed.devices import resolve_device
+    from geoembed.evaluation.encoders import random_encoder
+
+    spec.device = resolve_device(cfg.device) if need & set(ENCODER_FEATURES) else "cpu"
+    spec.encoder = em.model.to(spec.device)
+    if "random-encoder" in need:
+        spec.random_encoder = random_encoder(load_encoder_config(cfg.checkpoint), cfg.seed,
+                                             calibration).to(spec.device)
+
+
 def _tile_spec(scn: Scene, em: Any, need: set[str], tile: int, cfg: EvaluateConfig,
                emb_bands: int | None) -> TileFeatureSpec:
     """Band statistics, encoders and PCA for the tile-based feature sets in ``need``."""
-    device: Any = "cpu"
-    if em is not None and need & set(ENCODER_FEATURES):
-        # torch only with a checkpoint: the baselines alone run without it
-        from geoembed.devices import resolve_device
-
-        device = resolve_device(cfg.device)
     stats = em.band_stats if em is not None else (
         band_statistics([scn], seed=cfg.seed) if need & {"tile-stats", "pca"} else None)
-    spec = TileFeatureSpec(tile=tile, stats=stats, device=device, batch_size=cfg.batch_size)
+    spec = TileFeatureSpec(tile=tile, stats=stats, batch_size=cfg.batch_size)
     unlabelled = None
     if need & {"pca", "random-encoder"}:
         unlabelled = random_tile_sample(scn, tile, cfg.pca_tiles, stats, seed=cfg.seed)
     if em is not None:
-        spec.encoder = em.model.to(device)
-        if "random-encoder" in need:
-            calib = unlabelled.reshape(len(unlabelled), scn.count, tile, tile)
-            spec.random_encoder = random_encoder(load_encoder_config(cfg.checkpoint), cfg.seed,
-                                                 calib[:512]).to(device)
+        calib = None if unlabelled is None else \
+            unlabelled.reshape(len(unlabelled), scn.count, tile, tile)[:512]
+        _add_encoders(spec, em, need, cfg, calib)
     if "pca" in need:
         z = em.z_dim if em is not None else (emb_bands or PCA_MAX_COMPONENTS)
         spec.pca = fit_tile_pca(unlabelled, n_components=min(z, PCA_MAX_COMPONENTS),

@@ -27,10 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
+from sklearn.decomposition import PCA
+from tqdm.auto import tqdm
 
 from geoembed.errors import CRSError, RasterError, first_line
 from geoembed.evaluation.config import FEATURE_SETS  # noqa: F401  (re-exported: its old home)
+from geoembed.io.embeddings import embedding_info, sample_embeddings
+from geoembed.io.labels import rowcol_to_xy
 from geoembed.io.scenes import BandStats, Scene, normalize
 
 NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
@@ -105,55 +110,8 @@ def random_tile_sample(scene: Scene, tile: int, n_tiles: int, stats: BandStats |
 
 def fit_tile_pca(sample: np.ndarray, *, n_components: int, seed: int = 0) -> Any:
     """PCA of flattened normalised tiles ``(n, C*t*t)`` (unlabelled random tiles of the scene)."""
-    from sklearn.decomposition import PCA
-
     k = int(max(1, min(n_components, sample.shape[0] - 1, sample.shape[1])))
     return PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(sample)
-
-
-def random_encoder(encoder_cfg: dict, seed: int = 0, calibration: np.ndarray | None = None,
-                   batch_size: int = 64) -> Any:
-    """The checkpoint's architecture with fresh weights from a fixed seed (eval mode).
-
-    With ``calibration`` tiles ``(n, C, t, t)`` (normalised, unlabelled), the BatchNorm
-    running statistics are estimated on them (no weight is trained): with the default
-    statistics (mean 0, variance 1) a deep untrained network's outputs collapse to nearly
-    the same vector for every tile, which would make the control weaker than it is.
-    """
-    import torch
-    from torch import nn
-
-    from geoembed.models import build_encoder
-
-    cfg = dict(encoder_cfg)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_encoder(cfg.pop("name"), cfg.pop("in_channels"), cfg.pop("z_dim"),
-                              base_width=cfg.pop("base_width", 64), **cfg)
-    if calibration is not None and len(calibration) > 1:
-        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-        model.train()
-        with torch.no_grad():
-            for start in range(0, len(calibration), batch_size):
-                chunk = calibration[start:start + batch_size]
-                if len(chunk) > 1:
-                    model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
-    return model.eval()
-
-
-def encode_batch(model: Any, norm: np.ndarray, device: Any) -> np.ndarray:
-    """Embeddings ``(B, z)`` of normalised tiles ``(B, C, t, t)`` (inference mode, float32)."""
-    import torch
-
-    from geoembed.devices import autocast_context
-
-    device = torch.device(device)
-    with torch.inference_mode(), autocast_context(device):
-        z = model(torch.from_numpy(np.ascontiguousarray(norm)).to(device))
-    return z.float().cpu().numpy()
 
 
 @dataclass
@@ -186,8 +144,9 @@ def label_features(scene: Scene, rows: np.ndarray, cols: np.ndarray, names: Sequ
     Returns ``{name: (n, d) float array}``. ``embedding`` is computed only when
     ``spec.encoder`` is set (otherwise the caller samples an embedding GeoTIFF).
     """
-    from tqdm.auto import tqdm
-
+    if spec.encoder is not None or spec.random_encoder is not None:
+        # torch only when an encoder is used: the baselines alone run without it
+        from geoembed.evaluation.encoders import encode_batch
     want = set(names)
     if "embedding" in want and spec.encoder is None:
         want.discard("embedding")
@@ -206,10 +165,9 @@ def label_features(scene: Scene, rows: np.ndarray, cols: np.ndarray, names: Sequ
             chunks["tile-stats"].append(tile_statistics(norm, valid))
         if "pca" in want:
             chunks["pca"].append(spec.pca.transform(norm.reshape(len(norm), -1)))
-        if "embedding" in want:
-            chunks["embedding"].append(encode_batch(spec.encoder, norm, spec.device))
-        if "random-encoder" in want:
-            chunks["random-encoder"].append(encode_batch(spec.random_encoder, norm, spec.device))
+        for name, model in (("embedding", spec.encoder), ("random-encoder", spec.random_encoder)):
+            if name in want:
+                chunks[name].append(encode_batch(model, norm, spec.device))
     return {n: np.concatenate(v).astype(np.float64) for n, v in chunks.items()}
 
 
@@ -230,11 +188,6 @@ def sample_embedding_raster(path: str | os.PathLike, scene: Scene, rows: np.ndar
         CRSError: the embedding raster has no CRS or the labels cannot be transformed to it.
         RasterError: the file is not a raster, or it covers none of the labels.
     """
-    import rasterio
-
-    from geoembed.io.embeddings import embedding_info, sample_embeddings
-    from geoembed.io.labels import rowcol_to_xy
-
     info = embedding_info(path)
     with rasterio.open(path) as ds:
         tags, bounds = ds.tags(), tuple(round(b, 1) for b in ds.bounds)
