@@ -26,6 +26,17 @@ _LAZY = {
     "weak_train": "geoembed.trainers.weak",
     "segment": "geoembed.inference.segmentation",
     "generate_sample_data": "geoembed.synthetic",
+    "read_embeddings": "geoembed.io.embeddings",
+    "sample_embeddings": "geoembed.io.embeddings",
+    "similarity_map": "geoembed.analysis.similarity",
+    "preview": "geoembed.analysis.preview",
+    # options as dataclasses, shared by the CLI, these functions and the checkpoints
+    "TileConfig": "geoembed.samplers.config",
+    "TrainConfig": "geoembed.trainers.tile2vec_config",
+    "EmbedConfig": "geoembed.inference.config",
+    "SegmentConfig": "geoembed.inference.config",
+    "EvaluateConfig": "geoembed.evaluation.config",
+    "WeakTrainConfig": "geoembed.trainers.weak_config",
 }
 
 __all__ = ["GeoembedError", "__version__", *_LAZY]

@@ -57,3 +57,10 @@ def test_minimum_constraints_pin_every_declared_floor():
         pinned = tuple(int(x) for x in pins[name.strip().lower()].split("."))
         wanted = tuple(int(x) for x in floor.split("."))
         assert pinned[:len(wanted)] == wanted, f"{name}: pin {pinned} is not the floor {floor}"
+
+
+def test_every_public_name_resolves():
+    import geoembed
+
+    for name in geoembed.__all__:
+        assert getattr(geoembed, name).__module__.startswith("geoembed"), name
