@@ -51,7 +51,11 @@ def test_cli_run_prints_table_and_writes_outputs(setup):
     report = json.loads((tmp / "out" / "report.json").read_text())
     assert [r["features"] for r in report["results"]] == ["embedding", "bands", "random-encoder"]
     assert report["feature_sets"]["embedding"] == 8 and report["tile_size"] == 8
-    assert (tmp / "out" / "confusion.png").stat().st_size > 1000
+    # the confusion plot of 3 classes: a (5 x 4) inch figure at 100 dpi
+    from matplotlib.image import imread
+
+    assert imread(tmp / "out" / "confusion.png").shape[:2] == (400, 500)
+    assert report["best"]["macro_f1"] == 1.0  # bands separate the classes
     # again without --overwrite: refused; with it: replaced
     res = run("--scene", scene, "--labels", gpkg, "--label-column", "cls", "--out", tmp / "out",
               "--features", "bands", "--learning-curve", "none")
@@ -124,6 +128,12 @@ def test_cli_bad_embeddings_and_options_exit_2(setup):
     res = run("--scene", scene, "--labels", gpkg, "--label-column", "cls", "--out",
               tmp / "out", "--features", "bands", "--learning-curve", "10,x")
     assert res.exit_code == 2 and "'x' is not a number" in res.output
+    res = run("--scene", scene, "--labels", gpkg, "--label-column", "cls", "--out",
+              tmp / "out", "--features", "bands,ndvi", "--learning-curve", "none")
+    assert res.exit_code == 2 and "unknown ndvi" in res.output
+    res = run("--scene", scene, "--labels", gpkg, "--label-column", "cls", "--out",
+              tmp / "out", "--features", "bands", "--learning-curve", "10,1")
+    assert res.exit_code == 2 and "size 1 is too small" in res.output
     res = run("--scene", scene, "--labels", gpkg, "--label-column", "cls", "--out",
               tmp / "out", "--features", "bands", "--folds", "25", "--learning-curve", "none")
     assert res.exit_code == 2 and "fewer than 2 classes have at least 25 labels" in res.output

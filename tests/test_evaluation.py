@@ -13,10 +13,12 @@ import rasterio
 from shapely.geometry import Point
 
 from geoembed.errors import CRSError, InputError, OutputExistsError, RasterError
-from geoembed.evaluation.classifiers import learning_curve
+from geoembed.evaluation.classifiers import cross_val_predict, learning_curve
+from geoembed.evaluation.config import DEFAULT_SIZES, EvaluateConfig
 from geoembed.evaluation.evaluate import evaluate
 from geoembed.evaluation.features import read_tile, tile_statistics
 from geoembed.evaluation.folds import make_folds, spatial_blocks
+from geoembed.evaluation.metrics import ConfusionAccumulator, class_metrics, scores
 from geoembed.io.labels import rowcol_to_xy
 from geoembed.io.scenes import open_scene
 from tests.conftest import write_raster
@@ -126,15 +128,91 @@ def test_read_tile_outside_scene_and_tile_stats(make_raster):
 
 
 def test_learning_curve_caps_sizes_and_adds_all():
-    rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 30)
-    x = (y[:, None] * 3.0 + rng.normal(0, 1, (60, 2)))
-    fold = np.arange(60) % 3
-    lc = learning_curve(x, y, fold, "logreg", [4, 10, 1000, "all"], repeats=3, seed=0,
-                        n_classes=2)
+    fold = np.arange(60) % 3  # 10 labels of each class per fold
+    # a feature that determines the class: every training subset (stratified) separates it
+    lc = learning_curve(y[:, None].astype(float), y, fold, "logreg", [4, 10, 1000, "all"],
+                        repeats=3, seed=0, n_classes=2)
     assert [p["n_train"] for p in lc] == [4, 10, 40]
-    assert lc[-1]["all"] and lc[0]["repeats"] == 3
-    assert lc[-1]["accuracy_mean"] > 0.9 and lc[0]["accuracy_std"] >= 0
+    assert lc[-1]["all"] and lc[0]["repeats"] == 3 and lc[-1]["repeats"] == 1
+    assert [(p["accuracy_mean"], p["accuracy_std"], p["macro_f1_mean"]) for p in lc] == \
+        [(1.0, 0.0, 1.0)] * 3
+    # a feature that says nothing: balanced training parts, zero decision function, every
+    # label predicted as class 0 -> accuracy 1/2, macro-F1 (2/3 + 0) / 2
+    lc = learning_curve(np.zeros((60, 1)), y, fold, "logreg", [4, "all"], repeats=2, seed=0,
+                        n_classes=2)
+    for p in lc:
+        assert p["accuracy_mean"] == 0.5 and p["accuracy_std"] == 0.0
+        assert p["macro_f1_mean"] == pytest.approx(1 / 3)
+
+
+def test_out_of_fold_predictions_are_sklearns_with_the_same_folds():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import PredefinedSplit
+    from sklearn.model_selection import cross_val_predict as sk_cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 90)
+    x = y[:, None] + rng.normal(0, 1.5, (90, 3))
+    fold, _, _ = make_folds(y, "random", 3, seed=0)
+    want = sk_cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                                x, y, cv=PredefinedSplit(fold))
+    np.testing.assert_array_equal(cross_val_predict(x, y, fold, "logreg"), want)
+    # a training part with a single class predicts that class everywhere
+    one = np.array([0, 0, 0, 1])
+    np.testing.assert_array_equal(cross_val_predict(np.ones((4, 1)), one, np.array([0, 0, 0, 1]),
+                                                    "rf"), [1, 1, 1, 0])
+
+
+def test_class_metrics_known_confusion_matrix():
+    # rows = truth, columns = prediction; class 2 never occurs (left out of the means)
+    cm = [[5, 1, 0], [2, 3, 0], [0, 0, 0]]
+    m = class_metrics(cm)
+    assert m.accuracy == pytest.approx(8 / 11)
+    np.testing.assert_allclose(m.precision, [5 / 7, 3 / 4, 0])
+    np.testing.assert_allclose(m.recall, [5 / 6, 3 / 5, 0])
+    np.testing.assert_allclose(m.f1, [10 / 13, 2 / 3, 0])
+    np.testing.assert_allclose(m.iou, [5 / 8, 1 / 2, 0])
+    assert m.macro_f1 == pytest.approx((10 / 13 + 2 / 3) / 2)
+    assert m.mean_iou == pytest.approx(9 / 16)
+    acc = ConfusionAccumulator(3)
+    truth = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    pred = np.array([0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1])
+    acc.add(truth[:4], pred[:4])  # chunk by chunk
+    acc.add(truth[4:], pred[4:])
+    rep = acc.report(["a", "b", "c"])
+    assert rep["confusion_matrix"] == cm and rep["pixels"] == 11
+    assert rep["classes"]["a"] == pytest.approx({"precision": 5 / 7, "recall": 5 / 6,
+                                                 "f1": 10 / 13, "iou": 5 / 8, "support": 6})
+    assert rep["mean_iou"] == pytest.approx(9 / 16)
+    sc = scores(truth, pred, ["a", "b"])
+    assert sc["accuracy"] == pytest.approx(8 / 11)
+    assert sc["macro_f1"] == pytest.approx((10 / 13 + 2 / 3) / 2)
+    assert sc["per_class"]["b"] == pytest.approx({"precision": 3 / 4, "recall": 3 / 5,
+                                                   "f1": 2 / 3, "support": 5})
+
+
+def test_config_checks_values_from_python_callers(tmp_path):
+    cfg = EvaluateConfig(classifier="both", cv=["random"], features="bands, pca",
+                         learning_curve_sizes="10,ALL")
+    assert cfg.classifier == ("logreg", "rf") and cfg.cv == ("random",)
+    assert cfg.features == ("bands", "pca") and cfg.learning_curve_sizes == (10, "all")
+    assert EvaluateConfig(learning_curve_sizes="none").learning_curve_sizes == ()
+    assert EvaluateConfig(learning_curve_sizes=None).learning_curve_sizes == DEFAULT_SIZES
+    for bad, message in [({"classifier": "svm"}, "unknown classifier"),
+                         ({"cv": ("spatial", "leave-one-out")}, "unknown CV scheme"),
+                         ({"features": ["bands", "ndvi"]}, "unknown feature set"),
+                         ({"learning_curve_sizes": [10, "x"]}, "'x' is not a number"),
+                         ({"learning_curve_sizes": [1]}, "too small"),
+                         ({"folds": 1}, "--folds must be at least 2"),
+                         ({"repeats": 0}, "--repeats must be at least 1")]:
+        with pytest.raises(InputError, match=message):
+            EvaluateConfig(**bad)
+    with pytest.raises(InputError, match="need --checkpoint or --embeddings"):
+        EvaluateConfig(features=["embedding"]).feature_names()
+    assert EvaluateConfig().feature_names() == ["bands", "tile-stats", "pca"]
 
 
 # ----------------------------------------------------------------------------- known answers
@@ -155,6 +233,12 @@ def test_separable_by_band_value_gives_accuracy_one(tmp_path):
 
 
 def test_random_labels_are_near_chance(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import PredefinedSplit
+    from sklearn.model_selection import cross_val_predict as sk_cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     scene = class_scene(tmp_path)
     rng = np.random.default_rng(3)
     rows, cols = rng.integers(0, 96, 240), rng.integers(0, 96, 240)
@@ -164,6 +248,20 @@ def test_random_labels_are_near_chance(tmp_path):
                    block_size=BLOCK, learning_curve_sizes="none", quiet=True, plots=False, seed=1)
     acc = res.rows[0]["accuracy"]
     assert 0.2 < acc < 0.5, acc  # chance is 1/3
+    # the exact number: the scene's band values at the labelled pixels, the written spatial
+    # folds, a plain scikit-learn pipeline
+    preds = read_predictions(tmp_path / "out" / "predictions.csv")
+    r = np.array([int(p["row"]) for p in preds])
+    c = np.array([int(p["col"]) for p in preds])
+    with rasterio.open(scene) as ds:
+        x = ds.read().astype(float)[:, r, c].T
+    true = np.array([p["true"] for p in preds])
+    fold = np.array([int(p["fold_spatial"]) for p in preds])
+    want = sk_cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                                x, true, cv=PredefinedSplit(fold))
+    np.testing.assert_array_equal([p["bands|logreg|spatial"] for p in preds], want)
+    assert acc == np.mean(want == true)
+    assert sorted(zip(r, c, strict=True)) == sorted(zip(rows, cols, strict=True))
 
 
 # ----------------------------------------------------------------------------- sample data
