@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from geoembed.devices import autocast_context, resolve_device
+from geoembed.devices import autocast_context
 from geoembed.errors import (
     CheckpointError,
     InputError,
@@ -37,6 +37,7 @@ from geoembed.errors import (
     first_line,
 )
 from geoembed.io.checkpoint import load_checkpoint, save_checkpoint
+from geoembed.trainers.distributed import DistInfo, device_for, setup_distributed
 from geoembed.trainers.rundir import (
     CHECKPOINT_NAME,
     METRICS_NAME,
@@ -85,43 +86,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-@dataclass
-class _Dist:
-    enabled: bool = False
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup_distributed(device_name: str) -> _Dist:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        use_nccl = torch.cuda.is_available() and device_name in ("auto", "cuda")
-        if use_nccl:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend="nccl" if use_nccl else "gloo")
-        owns = True
-    return _Dist(True, rank, world, local_rank, owns)
-
-
-def _device_for(dist_info: _Dist, device_name: str) -> torch.device:
-    device = resolve_device(device_name)
-    if dist_info.enabled and device.type == "cuda":
-        return torch.device("cuda", dist_info.local_rank)
-    return device
-
-
 @dataclass(frozen=True)
 class FitConfig:
     """Options of the fit loop (every trainer passes its own subset).
@@ -167,7 +131,7 @@ class _Run:
     """What one fit call works with (built by :func:`_prepare`)."""
 
     cfg: FitConfig
-    dist: _Dist
+    dist: DistInfo
     device: torch.device
     model: nn.Module
     net: nn.Module  # the model, wrapped in DistributedDataParallel under torchrun
@@ -240,7 +204,7 @@ def fit(
             the last finished epoch is kept).
     """
     cfg = replace(config or FitConfig(), **overrides)
-    dist_info = _setup_distributed(cfg.device)
+    dist_info = setup_distributed(cfg.device)
     try:
         run = _prepare(model, dataset, cfg, dist_info, Path(out_dir), kind, payload, options,
                        collate_fn)
@@ -250,12 +214,12 @@ def fit(
             dist.destroy_process_group()
 
 
-def _prepare(model: nn.Module, dataset: Dataset, cfg: FitConfig, dist_info: _Dist,
+def _prepare(model: nn.Module, dataset: Dataset, cfg: FitConfig, dist_info: DistInfo,
              out_dir: Path, kind: str, payload: Mapping[str, Any] | None,
              options: Mapping[str, Any] | None, collate_fn: Callable | None) -> _Run:
     """Check the options, move the model to the device, build the optimizer, restore the
     checkpoint on resume, then wrap the model for DDP and build the loader."""
-    device = _device_for(dist_info, cfg.device)
+    device = device_for(dist_info, cfg.device)
     cfg.validate()
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise InputError("the training set is empty")
@@ -368,7 +332,7 @@ def _run_epoch(run: _Run, step: StepFn, *, desc: str) -> dict[str, float]:
     return row
 
 
-def _epoch_means(dist_info: _Dist, sums: dict[str, torch.Tensor], count: int
+def _epoch_means(dist_info: DistInfo, sums: dict[str, torch.Tensor], count: int
                  ) -> dict[str, float]:
     """Means of ``sums`` over the items of every process, and their ``_count``."""
     names = ["loss", *sorted(k for k in sums if k != "loss")]
