@@ -189,3 +189,24 @@ def test_preview_size_alpha_and_structure(tmp_path):
     res = CliRunner().invoke(cli, ["preview", str(tmp_path / "nope.tif"), "--out",
                                    str(tmp_path / "q.png")])
     assert res.exit_code == 2 and "no such file" in res.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_sampling_a_large_raster_point_by_point_gives_the_whole_read_values(
+        known, tmp_path, monkeypatch, dtype):
+    """Rasters larger than one strip are sampled with rasterio per point: same values."""
+    from geoembed.io import embeddings as emb_mod
+
+    path = known
+    if dtype == "int8":
+        path = write_raster(tmp_path / "q.tif", quantize(read_embeddings(known)[0], axis=0),
+                            nodata=-128)
+    rows, cols = np.meshgrid(np.arange(4), np.arange(5), indexing="ij")
+    xs, ys = center(rows.ravel(), cols.ravel())
+    xs, ys = np.append(xs, 0.0), np.append(ys, 0.0)  # and one point outside
+    whole, whole_ok = sample_embeddings(path, xs, ys)
+    monkeypatch.setattr(emb_mod, "STRIP_BYTES", 8)
+    each, each_ok = sample_embeddings(path, xs, ys)
+    np.testing.assert_array_equal(each_ok, whole_ok)
+    assert whole_ok.sum() == 19 and not whole_ok[5] and not whole_ok[-1]  # nodata, outside
+    np.testing.assert_array_equal(each, whole)

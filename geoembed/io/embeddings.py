@@ -194,10 +194,11 @@ def sample_embeddings(path: str | os.PathLike, xs: Sequence[float], ys: Sequence
             if ds.width * ds.height * ds.count * itemsize <= STRIP_BYTES:
                 emb, _ = read_embeddings(ds)
                 out[idx] = emb[:, rows[idx], cols[idx]].T
-            else:  # one small read per point
-                for k in idx:
-                    emb, _ = read_embeddings(ds, Window(int(cols[k]), int(rows[k]), 1, 1))
-                    out[k] = emb[:, 0, 0]
+            else:  # too large to read whole: rasterio samples the points, block-cached
+                pts = [(xs[k], ys[k]) for k in idx]
+                raw = np.stack(list(ds.sample(pts, masked=True)), axis=1)  # (Z, n)
+                masks = ~np.ma.getmaskarray(raw)
+                out[idx] = _to_float(np.ma.getdata(raw), ds.dtypes[0], ds.nodata, masks)[0].T
     valid = np.all(np.isfinite(out), axis=1)
     return out, valid
 
