@@ -33,7 +33,6 @@ from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
 from geoembed.errors import CRSError, RasterError, first_line
-from geoembed.evaluation.config import FEATURE_SETS  # noqa: F401  (re-exported: its old home)
 from geoembed.io.embeddings import embedding_info, sample_embeddings
 from geoembed.io.labels import rowcol_to_xy
 from geoembed.io.scenes import BandStats, Scene, normalize

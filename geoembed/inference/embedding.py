@@ -49,7 +49,7 @@ from torch import nn
 from geoembed import __version__
 from geoembed.devices import resolve_device
 from geoembed.errors import CheckpointError, InputError, RasterError
-from geoembed.inference.config import DTYPES, EmbedConfig, resolve_config
+from geoembed.inference.config import EmbedConfig, resolve_config
 from geoembed.inference.engine import TorchWindowModel, predict_rows, progress, streaming_cache
 from geoembed.inference.stitch import WindowPixelStrips
 from geoembed.io.checkpoint import file_sha256, load_checkpoint
@@ -61,7 +61,7 @@ from geoembed.io.scenes import BandStats, Scene, open_scene
 from geoembed.models import encoder_from_checkpoint
 from geoembed.samplers.grid import WindowGrid
 
-__all__ = ["DTYPES", "EmbedConfig", "EmbeddingModel", "embed", "load_embedding_model",
+__all__ = ["EmbedConfig", "EmbeddingModel", "embed", "load_embedding_model",
            "open_scene_for", "output_path_for", "scene_tags"]
 
 KIND = "tile2vec"

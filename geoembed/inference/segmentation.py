@@ -42,8 +42,8 @@ from geoembed.devices import autocast_context, resolve_device
 from geoembed.errors import InputError, RasterError
 from geoembed.inference.config import SegmentConfig, resolve_config
 from geoembed.inference.engine import predict_rows, progress, streaming_cache
-from geoembed.inference.reference import Reference, reference_mapping, value_key
-from geoembed.inference.stitch import BlendBand, Block, blend_rows, blend_weights
+from geoembed.inference.reference import Reference, reference_mapping
+from geoembed.inference.stitch import BlendBand, Block, blend_rows
 from geoembed.io.checkpoint import file_sha256, load_checkpoint
 from geoembed.io.geotiff import RasterWriter
 from geoembed.io.outputs import atomic_output, check_output
@@ -51,8 +51,7 @@ from geoembed.io.scenes import Scene, normalize, open_scene
 from geoembed.models.unet_cam import WeakUNet, weak_model_from_checkpoint
 from geoembed.samplers.grid import WindowGrid
 
-__all__ = ["NODATA", "SegmentConfig", "SegmentResult", "WeakPredictor", "blend_weights",
-           "segment", "value_key"]
+__all__ = ["NODATA", "SegmentConfig", "SegmentResult", "WeakPredictor", "segment"]
 
 KIND = "weak"
 NODATA = 255

@@ -43,18 +43,14 @@ from geoembed.trainers.rundir import (
     METRICS_NAME,
     PLOT_EVERY_S,
     PLOT_NAME,
-    check_run_dir,
-    clear_run,
-    is_main_process,
     plot_history,
     read_metrics,
     write_metrics,
 )
 
-__all__ = [  # the run-directory helpers are re-exported: the trainers and tests import them here
+__all__ = [  # read_metrics is re-exported: the tests import it here
     "CHECKPOINT_NAME", "METRICS_NAME", "PLOT_NAME", "FitConfig", "FitResult", "StepFn",
-    "StepOutput", "check_run_dir", "clear_run", "fit", "is_main_process", "read_metrics",
-    "seed_everything",
+    "StepOutput", "fit", "read_metrics", "seed_everything",
 ]
 
 

@@ -34,15 +34,8 @@ from geoembed.errors import InputError, first_line
 from geoembed.io.scenes import band_statistics, open_scenes
 from geoembed.losses import DEFAULT_MARGIN, Tile2VecLoss, triplet_distances
 from geoembed.models import build_encoder, encoder_config, list_encoders
-from geoembed.trainers.fit import (
-    FitConfig,
-    FitResult,
-    StepOutput,
-    check_run_dir,
-    clear_run,
-    fit,
-    seed_everything,
-)
+from geoembed.trainers.fit import FitConfig, FitResult, StepOutput, fit, seed_everything
+from geoembed.trainers.rundir import check_run_dir, clear_run
 from geoembed.trainers.tile2vec_config import (
     DEFAULT_N_TRIPLETS,
     DEFAULT_NEIGHBORHOOD,

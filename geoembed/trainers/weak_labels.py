@@ -16,7 +16,7 @@ import numpy as np
 
 from geoembed.datasets.weak import DenseSource, DenseTiles, ImageTiles, PointTiles
 from geoembed.errors import InputError, LabelError
-from geoembed.inference.segmentation import value_key
+from geoembed.inference.reference import value_key
 from geoembed.io.georef import xy_to_rowcol
 from geoembed.io.labels import (
     check_same_grid,
