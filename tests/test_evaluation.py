@@ -19,7 +19,7 @@ from geoembed.evaluation.evaluate import evaluate
 from geoembed.evaluation.features import read_tile, tile_statistics
 from geoembed.evaluation.folds import make_folds, spatial_blocks
 from geoembed.evaluation.metrics import ConfusionAccumulator, class_metrics, scores
-from geoembed.io.labels import rowcol_to_xy
+from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.scenes import open_scene
 from tests.conftest import write_raster
 
@@ -69,7 +69,7 @@ def class_scene(tmp_path: Path, size: int = 96, seed: int = 0) -> Path:
 def points(scene_path: Path, rows, cols, labels, crs: str | None = None,
            column: str = "cls") -> gpd.GeoDataFrame:
     scene = open_scene(scene_path)
-    x, y = rowcol_to_xy(scene, np.asarray(rows), np.asarray(cols))
+    x, y = rowcol_to_xy(scene.transform, np.asarray(rows), np.asarray(cols))
     gdf = gpd.GeoDataFrame({column: list(labels)},
                            geometry=[Point(a, b) for a, b in zip(x, y, strict=True)],
                            crs=scene.crs)

@@ -8,13 +8,12 @@ import pytest
 from shapely.geometry import Point, box
 
 from geoembed.errors import CRSError, LabelError, RasterError
+from geoembed.io.georef import rowcol_to_xy, xy_to_rowcol
 from geoembed.io.labels import (
     check_same_grid,
     encode_classes,
     raster_pixel_labels,
-    rowcol_to_xy,
     vector_pixel_labels,
-    xy_to_rowcol,
 )
 from geoembed.io.scenes import open_scene
 from tests.conftest import write_raster
@@ -24,7 +23,7 @@ def test_points_in_4326_land_on_their_pixels(make_raster, tmp_path):
     scene = open_scene(make_raster(size=(64, 80), border=4))
     rows = np.array([10, 20, 30, 50, 0, 2])
     cols = np.array([10, 70, 33, 5, 0, 40])
-    x, y = rowcol_to_xy(scene, rows, cols)
+    x, y = rowcol_to_xy(scene.transform, rows, cols)
     pts = gpd.GeoDataFrame({"cls": ["a", "b", "a", "b", "a", "b"]},
                            geometry=[Point(a, b) for a, b in zip(x, y, strict=True)],
                            crs=scene.crs).to_crs("EPSG:4326")
@@ -99,14 +98,14 @@ def test_pixel_map_round_trip_matches_rasterio(make_raster):
     scene = open_scene(make_raster(size=(30, 40)))
     ds = scene.dataset
     rows, cols = np.array([0, 7, 29, 12]), np.array([0, 39, 3, 20])
-    x, y = rowcol_to_xy(scene, rows, cols)
+    x, y = rowcol_to_xy(scene.transform, rows, cols)
     assert list(zip(x, y, strict=True)) == [ds.xy(r, c) for r, c in zip(rows, cols, strict=True)]
     assert x[1] == 500_000 + 39.5 * 10 and y[1] == 4_200_000 - 7.5 * 10
-    r2, c2 = xy_to_rowcol(scene, x, y)
+    r2, c2 = xy_to_rowcol(scene.transform, x, y)
     np.testing.assert_array_equal(r2, rows)
     np.testing.assert_array_equal(c2, cols)
     # corners and a point outside the scene (negative row, column past the right edge)
     xs = np.array([500_000.0, 500_010.0, 500_405.0])
     ys = np.array([4_200_000.0, 4_199_990.0, 4_200_005.0])
-    r3, c3 = xy_to_rowcol(scene, xs, ys)
+    r3, c3 = xy_to_rowcol(scene.transform, xs, ys)
     assert r3.tolist() == [0, 1, -1] and c3.tolist() == [0, 1, 40]

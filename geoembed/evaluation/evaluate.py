@@ -39,7 +39,7 @@ from geoembed.evaluation.inputs import (
 )
 from geoembed.evaluation.metrics import scores
 from geoembed.evaluation.report import EvaluationResult, build_report, write_outputs
-from geoembed.io.labels import rowcol_to_xy
+from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.outputs import check_output
 from geoembed.io.scenes import Scene, band_statistics
 
@@ -156,7 +156,7 @@ def run_evaluation(scene: str | os.PathLike, out: str | os.PathLike,
                                                          for n, v in feats.items()},
                           n_folds=n_folds, block=block, tile=tile, notes=notes,
                           results=results)
-    write_outputs(out, report, lab, rowcol_to_xy(scn, lab.rows, lab.cols), fold_of, preds,
+    write_outputs(out, report, lab, rowcol_to_xy(scn.transform, lab.rows, lab.cols), fold_of, preds,
                   overwrite=cfg.overwrite, plots=cfg.plots)
     return EvaluationResult(report=report, out_dir=out, warnings=notes)
 

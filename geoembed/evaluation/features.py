@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from geoembed.errors import CRSError, RasterError, first_line
 from geoembed.io.embeddings import embedding_info, sample_embeddings
-from geoembed.io.labels import rowcol_to_xy
+from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.scenes import BandStats, Scene, normalize
 
 NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
@@ -193,7 +193,7 @@ def sample_embedding_raster(path: str | os.PathLike, scene: Scene, rows: np.ndar
     if info.crs is None and scene.crs is not None:
         raise CRSError(f"{path}: the embedding raster has no CRS; it cannot be matched to the "
                        "labels")
-    x, y = rowcol_to_xy(scene, rows, cols)
+    x, y = rowcol_to_xy(scene.transform, rows, cols)
     try:
         values, covered = sample_embeddings(path, x, y, crs=scene.crs)
     except CRSError:

@@ -16,7 +16,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError, LabelError, RasterError, first_line
-from geoembed.io import georef
+from geoembed.io.georef import xy_to_rowcol
 from geoembed.io.scenes import Scene, open_scene
 
 
@@ -58,16 +58,6 @@ def to_crs(gdf: Any, crs: Any, source: str = "labels") -> Any:
             raise CRSError(f"{source}: no geometry can be transformed from {gdf.crs} to {crs}")
         out = out[finite]
     return out
-
-
-def xy_to_rowcol(scene: Scene, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel row/col (int64, may lie outside the scene) of map coordinates in the scene CRS."""
-    return georef.xy_to_rowcol(scene.transform, x, y)
-
-
-def rowcol_to_xy(scene: Scene, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map coordinates of the centers of the scene's pixels ``rows, cols``."""
-    return georef.rowcol_to_xy(scene.transform, rows, cols)
 
 
 @dataclass
@@ -156,7 +146,7 @@ def vector_pixel_labels(path_or_gdf: str | os.PathLike | Any, scene: Scene, colu
     if scene.crs is not None:
         gdf = to_crs(gdf, scene.crs, source)
     (x, y), src = _sample_geometries(gdf, polygon_samples, seed)
-    rows, cols = xy_to_rowcol(scene, x, y)
+    rows, cols = xy_to_rowcol(scene.transform, x, y)
     labels = gdf[column].to_numpy()[src]
     inside = (rows >= 0) & (rows < scene.height) & (cols >= 0) & (cols < scene.width)
     n_outside = int((~inside).sum())
