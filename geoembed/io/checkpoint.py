@@ -57,14 +57,13 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = first_line(exc)
         raise CheckpointError(
-            f"{path}: refused to load: not a plain weights file ({first[:120]}); "
+            f"{path}: refused to load: not a plain weights file ({first_line(exc, 120)}); "
             "geoembed only loads checkpoints it wrote"
         ) from None
     except Exception as exc:  # zip errors, truncated files, EOF...
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).strip()[:120]})") from None
+                              f"{first_line(exc, 120)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a geoembed checkpoint")
     if kind is not None and data.get("kind") != kind:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -18,6 +17,7 @@ from rasterio.features import rasterize
 from scipy.ndimage import binary_dilation
 
 from geoembed.errors import CRSError, InputError
+from geoembed.io.labels import read_vector
 from geoembed.io.scenes import Scene
 
 _3X3 = np.ones((3, 3), dtype=bool)
@@ -31,16 +31,11 @@ def aoi_per_scene(aoi: Any, scenes: Sequence[Scene]) -> list[Any]:
         scenes: the scenes (each with a CRS).
 
     Raises:
-        InputError: a missing or unreadable file, no geometry. CRSError: no CRS on the AOI or
-        on a scene.
+        InputError: a missing or unreadable file, no geometry (LabelError, a ValueError too,
+        for a file without one). CRSError: no CRS on the AOI or on a scene.
     """
     if isinstance(aoi, (str, PathLike)):
-        if not Path(aoi).exists():
-            raise InputError(f"{aoi}: no such AOI file")
-        try:
-            gdf = gpd.read_file(aoi)
-        except Exception as exc:  # any reader failure is a bad input
-            raise InputError(f"{aoi}: not a vector file geopandas can read ({exc})") from None
+        gdf = read_vector(aoi)
         name = str(aoi)
     elif isinstance(aoi, (gpd.GeoDataFrame, gpd.GeoSeries)):
         gdf = aoi
