@@ -86,7 +86,9 @@ def test_triplets_and_training_run(demo):
     assert ckpt["tile_size"] == 32 and ckpt["encoder"]["z_dim"] == 8
     with open(out / "run" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and float(rows[0]["loss"]) > 0
+    # the CSV holds the epoch's loss as the checkpoint's history has it (6 significant digits)
+    assert len(rows) == 1 and len(ckpt["history"]) == 1
+    assert float(rows[0]["loss"]) == pytest.approx(ckpt["history"][0]["loss"], rel=1e-5)
     _png(out / "run" / "loss.png")
 
 
@@ -124,7 +126,14 @@ def test_reports_and_pictures(demo):
     feats = {r["features"] for r in rep["results"]}
     assert {"embedding", "bands", "tile-stats", "random-encoder", "pca"} <= feats
     assert {r["cv"] for r in rep["results"]} == {"spatial", "random"}
-    assert (out / "evaluation" / "predictions.csv").stat().st_size > 0
+    with open(out / "evaluation" / "predictions.csv", newline="") as f:
+        preds = list(csv.DictReader(f))
+    assert len(preds) == rep["n_labels"]  # one out-of-fold prediction per label
+    true = [p["true"] for p in preds]
+    for r in rep["results"]:  # each reported accuracy is its predictions column's
+        pred = [p[f"{r['features']}|{r['classifier']}|{r['cv']}"] for p in preds]
+        assert r["accuracy"] == pytest.approx(np.mean([a == b for a, b in zip(true, pred,
+                                                                              strict=True)]))
     spatial = {r["features"]: r for r in rep["results"] if r["cv"] == "spatial"}
     # the sample data's known answer: band values separate the spectral classes (F1 1.00,
     # 1.00, 0.92 with the newest scikit-learn; 1.00, 0.75, 0.94 with 1.3, whose
