@@ -34,6 +34,9 @@ def handle_errors(func: F) -> F:
 class CommaList(click.ParamType):
     """A comma-separated list option: ``"1,2,3"`` -> ``(1, 2, 3)``; empty -> ``None``.
 
+    Items keep their order and repeats; the library drops repeats where they mean nothing
+    (feature sets, classifiers, learning-curve sizes).
+
     Args:
         item: converts one item (``int``, ``str``...); a ValueError makes it a usage error.
         choices: the allowed items, when the list is a choice among names.
@@ -75,7 +78,7 @@ class CommaList(click.ParamType):
                 self.fail(f"unknown {', '.join(map(str, bad))}; choose from {allowed}", param, ctx)
         if self.minimum is not None and any(v < self.minimum for v in items):
             self.fail(self.below_minimum or f"values must be at least {self.minimum}", param, ctx)
-        return tuple(dict.fromkeys(items))
+        return items  # repeats kept: --bands 1,1,2 and --decoder-channels 16,16,16 mean them
 
 
 BANDS = CommaList(int, minimum=1, example="1,2,3,4",

@@ -60,3 +60,15 @@ def test_help_renders(path, cmd):
     if not isinstance(cmd, click.Group):
         assert "[default:" in res.output or not any(
             isinstance(p, click.Option) and not p.is_flag for p in cmd.params)
+
+
+def test_comma_lists_keep_order_and_repeats():
+    """A repeated band or decoder width means it (as before CommaList): nothing is dropped."""
+    from geoembed.cli.options import BANDS
+    from geoembed.cli.weak import DECODER_WIDTHS
+
+    assert BANDS.convert("3, 1,1", None, None) == (3, 1, 1)
+    assert DECODER_WIDTHS.convert("16,16,16", None, None) == (16, 16, 16)
+    assert BANDS.convert(" ", None, None) is None
+    with pytest.raises(click.BadParameter, match="1-based"):
+        BANDS.convert("0,1", None, None)
