@@ -4,7 +4,7 @@ The baseline re-implements the published Tile2Vec procedure (tile2vec ``src/samp
 ``get_triplet_imgs`` + ``get_triplet_tiles``): every image is loaded whole into memory
 (GDAL ``ReadAsArray().astype(uint8)`` -> rasterio ``read()``), reflect-padded, then the loop
 over *all* triplets runs once per image, and every tile is written with its own ``np.save``
-(three files per triplet). Ours is :func:`geoembed.io.store.tile` (one ``triplets.npy``,
+(three files per triplet). Ours is :func:`geoembed.samplers.tiling.tile` (one ``triplets.npy``,
 footprints GeoPackage, metadata).
 
 Cases (from the issue): (a) one 8192 x 8192 x 4 uint8 GeoTIFF, 20,000 triplets of 50 x 50 px;
@@ -182,7 +182,7 @@ def run_baseline(img_dir: str, out: str, n: int, tile: int, radius: int) -> None
 
 
 def run_ours(img_dir: str, out: str, n: int, tile: int, radius: int) -> None:
-    from geoembed.io.store import tile as tile_store
+    from geoembed.samplers.tiling import tile as tile_store
 
     paths = sorted(str(p) for p in Path(img_dir).glob("*.tif"))
     store = tile_store(paths, out, n_triplets=n, tile_size=tile, neighborhood=radius, seed=0,
@@ -199,7 +199,7 @@ def child(method: str, img_dir: str, out: str, n: int, tile: int, radius: int) -
 
     fn = {"baseline": run_baseline, "ours": run_ours}[method]
     if method == "ours":  # import time is not sampling time
-        import geoembed.io.store  # noqa: F401
+        import geoembed.samplers.tiling  # noqa: F401
     with rasterio.Env(GDAL_CACHEMAX=int(GDAL_CACHE)):
         t0 = time.perf_counter()
         fn(img_dir, out, n, tile, radius)
@@ -326,8 +326,8 @@ def main() -> None:
         f"sampling call, imports excluded). Inputs: tiled (256 px) GeoTIFFs, compression "
         f"{args.compress}; GDAL_CACHEMAX 32 MiB for both. Baseline: the published Tile2Vec "
         "`get_triplet_imgs` + `get_triplet_tiles` (whole image in memory, reflect pad, loop "
-        "over all triplets per image, one `np.save` per tile). Ours: `geoembed.io.store.tile` "
-        "(one triplets.npy, footprints.gpkg, meta.json, band statistics included).",
+        "over all triplets per image, one `np.save` per tile). Ours: "
+        "`geoembed.samplers.tiling.tile` (one triplets.npy, footprints.gpkg, meta.json, band statistics included).",
         "",
         "| case | method | triplets/s | seconds | peak RSS (MiB) | speed vs. baseline "
         "| RSS vs. baseline |",

@@ -51,7 +51,7 @@ def make_store(name: str, scenes: list[Path], n: int, tile: int, neighborhood: i
                seed: int) -> Path:
     """A triplet store in bench/_work/train (cached between runs)."""
     from geoembed.io.store import open_store
-    from geoembed.io.store import tile as tile_fn
+    from geoembed.samplers.tiling import tile as tile_fn
 
     out = WORK / name
     if out.exists():

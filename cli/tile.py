@@ -57,7 +57,7 @@ def tile_command(scenes: tuple[Path, ...], out: Path, n_triplets: int, tile_size
     Footprints are written in the first scene's CRS.
     """
     # numpy, rasterio and the sampler take ~0.7 s to import: not for `geoembed tile --help`
-    from geoembed.io.store import tile
+    from geoembed.samplers.tiling import tile
 
     config = TileConfig(n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
                         bands=bands, max_nodata=max_nodata, aoi=aoi, seed=seed,

@@ -19,7 +19,7 @@ _LAZY = {
     "open_scene": "geoembed.io.scenes",
     "open_scenes": "geoembed.io.scenes",
     "sample_triplets": "geoembed.samplers.triplets",
-    "tile": "geoembed.io.store",
+    "tile": "geoembed.samplers.tiling",
     "train": "geoembed.trainers.tile2vec",
     "embed": "geoembed.inference.embedding",
     "evaluate": "geoembed.evaluation.evaluate",

@@ -57,7 +57,7 @@ def _two_ranks_in_one_process(store: Path, *, epochs: int, batch_size: int
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed next to python")
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):
-    from geoembed.io.store import tile
+    from geoembed.samplers.tiling import tile
 
     store = tile([SCENE], tmp_path / "store", n_triplets=24, tile_size=16, neighborhood=16,
                  seed=0, quiet=True).path

@@ -9,7 +9,8 @@ HEAVY = ("torch", "segmentation_models_pytorch", "torchvision")
 
 SCRIPT = """
 import sys
-import geoembed, geoembed.samplers.triplets, geoembed.io.store, geoembed.io.scenes, geoembed.cli
+import geoembed, geoembed.samplers.triplets, geoembed.samplers.tiling
+import geoembed.io.store, geoembed.io.scenes, geoembed.cli
 from geoembed.cli import main
 for argv in (["--help"], ["tile", "--help"], ["demo", "--help"]):
     try:

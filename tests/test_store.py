@@ -16,7 +16,9 @@ from rasterio.windows import Window
 from geoembed.errors import InputError, OutputExistsError
 from geoembed.io import footprints as footprints_mod
 from geoembed.io.scenes import open_scenes
-from geoembed.io.store import TileConfig, open_store, tile
+from geoembed.io.store import open_store
+from geoembed.samplers.config import TileConfig
+from geoembed.samplers.tiling import tile
 from geoembed.samplers.triplets import TripletSampler
 from tests.conftest import write_raster
 

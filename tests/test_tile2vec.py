@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    from geoembed.io.store import tile
+    from geoembed.samplers.tiling import tile
 
     out = tmp_path_factory.mktemp("t2v") / "store"
     return tile([SCENE], out, n_triplets=96, tile_size=16, neighborhood=16, seed=0,

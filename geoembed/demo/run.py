@@ -40,7 +40,8 @@ from geoembed.evaluation.evaluate import evaluate
 from geoembed.inference.embedding import embed
 from geoembed.inference.segmentation import segment
 from geoembed.io.outputs import check_output
-from geoembed.io.store import TripletStore, tile
+from geoembed.io.store import TripletStore
+from geoembed.samplers.tiling import tile
 from geoembed.trainers.tile2vec import train
 from geoembed.trainers.weak import weak_train
 

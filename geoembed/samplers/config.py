@@ -13,7 +13,7 @@ from typing import Any
 
 @dataclass
 class TileConfig:
-    """What ``geoembed tile`` samples (see :func:`geoembed.io.store.tile`).
+    """What ``geoembed tile`` samples (see :func:`geoembed.samplers.tiling.tile`).
 
     Attributes:
         n_triplets: number of triplets ``N``.
