@@ -327,7 +327,8 @@ def main() -> None:
         f"{args.compress}; GDAL_CACHEMAX 32 MiB for both. Baseline: the published Tile2Vec "
         "`get_triplet_imgs` + `get_triplet_tiles` (whole image in memory, reflect pad, loop "
         "over all triplets per image, one `np.save` per tile). Ours: "
-        "`geoembed.samplers.tiling.tile` (one triplets.npy, footprints.gpkg, meta.json, band statistics included).",
+        "`geoembed.samplers.tiling.tile` (one triplets.npy, footprints.gpkg, meta.json, band "
+        "statistics included).",
         "",
         "| case | method | triplets/s | seconds | peak RSS (MiB) | speed vs. baseline "
         "| RSS vs. baseline |",
