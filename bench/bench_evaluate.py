@@ -183,9 +183,9 @@ def naip_part(args) -> list[str]:
     from geoembed.evaluation.encoders import encode_batch, random_encoder
     from geoembed.evaluation.features import tile_statistics
     from geoembed.evaluation.folds import make_folds
-    from geoembed.evaluation.metrics import scores
     from geoembed.inference.embedding import load_embedding_model
     from geoembed.io.scenes import normalize
+    from geoembed.metrics import scores
 
     scenes = naip_scenes()
     if scenes is None:

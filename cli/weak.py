@@ -15,7 +15,8 @@ from geoembed.cli.options import (
 )
 
 from geoembed.errors import InputError
-from geoembed.trainers.weak_config import DEFAULT_EPOCHS, LABEL_TYPES, WeakTrainConfig
+from geoembed.models.unet_options import LABEL_TYPES
+from geoembed.trainers.weak_config import DEFAULT_EPOCHS, WeakTrainConfig
 
 DEFAULTS = WeakTrainConfig()
 DECODER_WIDTHS = CommaList(int, minimum=1, example="64,32,16,8",

@@ -18,9 +18,9 @@ from geoembed.evaluation.config import DEFAULT_SIZES, EvaluateConfig
 from geoembed.evaluation.evaluate import evaluate
 from geoembed.evaluation.features import read_tile, tile_statistics
 from geoembed.evaluation.folds import make_folds, spatial_blocks
-from geoembed.evaluation.metrics import ConfusionAccumulator, class_metrics, scores
 from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.scenes import open_scene
+from geoembed.metrics import ConfusionAccumulator, class_metrics, scores
 from tests.conftest import write_raster
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"

@@ -65,3 +65,55 @@ def test_every_public_name_resolves():
     for name in set(geoembed.__all__) - {"__version__"}:
         assert getattr(geoembed, name).__module__.startswith("geoembed."), name
     assert geoembed.__version__ == PYPROJECT["project"]["version"]
+
+
+def _geoembed_imports() -> dict[str, set[str]]:
+    """Module (``io/labels``) -> the geoembed modules and third-party roots it imports."""
+    graph = {}
+    for path in (ROOT / "geoembed").rglob("*.py"):
+        name = str(path.relative_to(ROOT / "geoembed").with_suffix(""))
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets.add(node.module)
+        graph[name] = targets
+    return graph
+
+
+# package -> geoembed packages it must not import (the data flows one way; ARCHITECTURE.md)
+FORBIDDEN = {
+    "io": ["samplers", "datasets", "transforms", "models", "losses", "trainers", "inference",
+           "analysis", "evaluation", "metrics", "demo", "cli"],
+    "samplers": ["datasets", "transforms", "models", "losses", "trainers", "inference",
+                 "analysis", "evaluation", "demo", "cli"],
+    "models": ["trainers", "inference", "analysis", "evaluation", "demo", "cli"],
+    "datasets": ["trainers", "inference", "analysis", "evaluation", "demo", "cli"],
+    "trainers": ["inference", "analysis", "evaluation", "demo", "cli"],
+    "inference": ["trainers", "analysis", "evaluation", "demo", "cli"],
+    "metrics": ["io", "samplers", "models", "trainers", "inference", "evaluation", "cli"],
+    "analysis": ["trainers", "inference", "evaluation", "demo", "cli"],
+    "evaluation": ["trainers", "demo", "cli"],
+}
+
+
+def test_imports_follow_the_data_flow():
+    bad = []
+    for module, targets in _geoembed_imports().items():
+        package = module.split("/")[0]
+        for target in targets:
+            parts = target.split(".")
+            if parts[0] != "geoembed" or len(parts) < 2:
+                continue
+            if parts[1] in FORBIDDEN.get(package, []) or (parts[1] == "cli"):
+                bad.append(f"geoembed/{module}.py imports {target}")
+    assert bad == []
+
+
+def test_io_and_samplers_never_import_torch():
+    bad = [f"geoembed/{m}.py imports {t}" for m, targets in _geoembed_imports().items()
+           for t in targets
+           if m.split("/")[0] in ("io", "samplers") and m != "io/checkpoint"
+           and t.split(".")[0] in ("torch", "segmentation_models_pytorch")]
+    assert bad == []

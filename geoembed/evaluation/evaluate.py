@@ -5,7 +5,7 @@
 (:mod:`~geoembed.evaluation.features`), makes spatial and/or random folds
 (:mod:`~geoembed.evaluation.folds`), cross-validates a logistic regression (the linear probe)
 and/or a random forest on each feature set with a learning curve
-(:mod:`~geoembed.evaluation.classifiers`), scores them (:mod:`~geoembed.evaluation.metrics`)
+(:mod:`~geoembed.evaluation.classifiers`), scores them (:mod:`geoembed.metrics`)
 and writes the report and plots (:mod:`~geoembed.evaluation.report`,
 :mod:`~geoembed.evaluation.plots`). ``cv=("spatial", "random")`` reports both schemes so that
 the leak of random folds is visible.
@@ -37,11 +37,11 @@ from geoembed.evaluation.inputs import (
     open_inputs,
     tile_from_tags,
 )
-from geoembed.evaluation.metrics import scores
 from geoembed.evaluation.report import EvaluationResult, build_report, write_outputs
 from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.outputs import check_output
 from geoembed.io.scenes import Scene, band_statistics
+from geoembed.metrics import scores
 
 PCA_MAX_COMPONENTS = 64
 ENCODER_FEATURES = ("embedding", "random-encoder", "embedding+bands")

@@ -2,7 +2,7 @@
 
 :func:`reference_mapping` says which model class each reference value counts as;
 :class:`Reference` reads the reference raster block by block as model class codes; the
-confusion matrix and its report are :mod:`geoembed.evaluation.metrics`'s.
+confusion matrix and its report are :mod:`geoembed.metrics`'s.
 """
 
 from __future__ import annotations
@@ -15,23 +15,12 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoembed.errors import InputError
-from geoembed.evaluation.metrics import ConfusionAccumulator
-from geoembed.io.labels import check_same_grid
+from geoembed.io.labels import check_same_grid, value_key
 from geoembed.io.scenes import Scene, open_scene
+from geoembed.metrics import ConfusionAccumulator
 
 #: reference value -> model class code (-1: not scored)
 ValueToCode = Callable[[Any], int]
-
-
-def value_key(v: Any) -> str:
-    """A label value as the string used to compare classes (1, 1.0, '1', True -> '1')."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, bool):
-        v = int(v)
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v)
 
 
 def _table_mapping(names: list[str], reference_map: Mapping[Any, Any]) -> tuple[ValueToCode, str]:

@@ -234,3 +234,14 @@ def raster_pixel_labels(path: str | os.PathLike | Path, scene: Scene, *,
     return PixelLabels(rows.astype(np.int64), cols.astype(np.int64), values[rows, cols],
                        n_input=n_input, n_nodata=n_nodata,
                        source_index=np.arange(len(rows), dtype=np.int64))
+
+
+def value_key(v: Any) -> str:
+    """A label value as the string used to compare classes (1, 1.0, '1', True -> '1')."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool):
+        v = int(v)
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)

@@ -27,7 +27,7 @@ from torch import nn
 from geoembed.errors import CheckpointError, InputError, first_line
 
 # The option defaults live in the torch-free config module that the CLI reads at start-up.
-from geoembed.trainers.weak_config import DEFAULT_DEPTH, DEFAULT_ENCODER, LABEL_TYPES
+from geoembed.models.unet_options import DEFAULT_DEPTH, DEFAULT_ENCODER, LABEL_TYPES
 
 
 def default_decoder_channels(depth: int, base: int = 16) -> tuple[int, ...]:

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from geoembed.errors import InputError
+from geoembed.models.unet_options import DEFAULT_DEPTH, DEFAULT_ENCODER, LABEL_TYPES
 
-LABEL_TYPES = ("image", "pixel", "dense")
-DEFAULT_ENCODER = "resnet18"
-DEFAULT_DEPTH = 5
 DEFAULT_TILE_SIZE = 50
 #: Default epochs per label type. The paper trained 200 (image) / 50 (pixel) epochs on a
 #: GPU; these are CPU-sized defaults (raise them on a GPU). A pixel epoch visits each point

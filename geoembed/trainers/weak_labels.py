@@ -16,7 +16,6 @@ import numpy as np
 
 from geoembed.datasets.weak import DenseSource, DenseTiles, ImageTiles, PointTiles
 from geoembed.errors import InputError, LabelError
-from geoembed.inference.reference import value_key
 from geoembed.io.georef import xy_to_rowcol
 from geoembed.io.labels import (
     check_same_grid,
@@ -24,6 +23,7 @@ from geoembed.io.labels import (
     read_vector,
     require_column,
     to_crs,
+    value_key,
     vector_pixel_labels,
 )
 from geoembed.io.scenes import BandStats, Scene, open_scene
