@@ -37,9 +37,8 @@ def _read_normalized(scene: Scene, window: Window, stats: BandStats,
     if out_size is None or (int(window.height), int(window.width)) == (out_size, out_size):
         data, valid = scene.read_with_mask(window)
     else:
-        data = scene.dataset.read(list(scene.bands), window=window,
-                                  out_shape=(scene.count, out_size, out_size),
-                                  resampling=Resampling.bilinear)
+        data = scene.read(window, out_shape=(out_size, out_size),
+                          resampling=Resampling.bilinear)
         valid = scene.read_valid(window, out_shape=(out_size, out_size))
         if np.issubdtype(data.dtype, np.floating):
             valid &= np.all(np.isfinite(data), axis=0)

@@ -27,7 +27,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError
-from geoembed.io.scenes import open_dataset
+from geoembed.io.scenes import open_dataset, read_errors
 
 INT8_NODATA = -128
 
@@ -132,7 +132,8 @@ def read_embeddings(path: str | os.PathLike | Any, window: Window | None = None,
     kwargs: dict[str, Any] = {"window": window}
     if out_shape is not None:
         kwargs["out_shape"] = (ds.count, *out_shape)
-    data = ds.read(**kwargs)
+    with read_errors(ds.name, window):
+        data = ds.read(**kwargs)
     return _to_float(data, ds.dtypes[0], ds.nodata)
 
 
@@ -196,7 +197,8 @@ def sample_embeddings(path: str | os.PathLike, xs: Sequence[float], ys: Sequence
                 out[idx] = emb[:, rows[idx], cols[idx]].T
             else:  # too large to read whole: rasterio samples the points, block-cached
                 pts = [(xs[k], ys[k]) for k in idx]
-                raw = np.stack(list(ds.sample(pts, masked=True)), axis=1)  # (Z, n)
+                with read_errors(ds.name):
+                    raw = np.stack(list(ds.sample(pts, masked=True)), axis=1)  # (Z, n)
                 masks = ~np.ma.getmaskarray(raw)
                 out[idx] = _to_float(np.ma.getdata(raw), ds.dtypes[0], ds.nodata, masks)[0].T
     valid = np.all(np.isfinite(out), axis=1)

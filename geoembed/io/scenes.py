@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,14 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import MaskFlags
+from rasterio._err import CPLE_BaseError  # GDAL's errors (CPLE_*); rasterio has no public name
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NodataShadowWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError, RasterError, first_line
+from geoembed.io.gdal_env import read_env
+from geoembed.io.paths import gdal_path, is_remote
 
 
 @dataclass
@@ -63,7 +67,7 @@ class Scene:
     def dataset(self) -> rasterio.io.DatasetReader:
         """The open rasterio dataset (reopened after a fork)."""
         if self._ds is None or self._pid != os.getpid():
-            self._ds = rasterio.open(self.path)
+            self._ds = open_dataset(self.path)
             self._pid = os.getpid()
         return self._ds
 
@@ -87,12 +91,24 @@ class Scene:
             and window.row_off + window.height <= self.height
         )
 
-    def read(self, window: Window | None = None, *, boundless: bool = False) -> np.ndarray:
-        """Read the selected bands in ``window`` as ``(C, h, w)`` in the scene's dtype."""
+    def read(self, window: Window | None = None, *, boundless: bool = False,
+             out_shape: tuple[int, int] | None = None,
+             resampling: Resampling = Resampling.nearest) -> np.ndarray:
+        """Read the selected bands in ``window`` as ``(C, h, w)`` in the scene's dtype.
+
+        ``out_shape`` ``(h, w)`` reads decimated or resampled with ``resampling``.
+
+        Raises:
+            RasterError: GDAL cannot read the window (truncated or corrupt file, failed
+                download).
+        """
         kwargs: dict[str, Any] = {"window": window}
         if boundless:
             kwargs.update(boundless=True, fill_value=self.nodata if self.nodata is not None else 0)
-        return self.dataset.read(list(self.bands), **kwargs)
+        if out_shape is not None:
+            kwargs.update(out_shape=(self.count, *out_shape), resampling=resampling)
+        with read_errors(self.path, window):
+            return self.dataset.read(list(self.bands), **kwargs)
 
     def read_valid(self, window: Window | None = None, *, data: np.ndarray | None = None,
                    boundless: bool = False, out_shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -116,7 +132,7 @@ class Scene:
                 kwargs["out_shape"] = (len(idx), h, w)
             if boundless:
                 kwargs["boundless"] = True
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), read_errors(self.path, window):
                 # GDAL's "nodata shadows alpha" note: the dataset nodata is what we want here
                 warnings.simplefilter("ignore", NodataShadowWarning)
                 masks = self.dataset.read_masks(idx, **kwargs)
@@ -145,19 +161,69 @@ def _inside_mask(window: Window, width: int, height: int, shape: tuple[int, int]
     return ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
 
 
+def _window_text(window: Window | None) -> str:
+    if window is None:
+        return "the whole raster"
+    w = Window(*(int(round(v)) for v in (window.col_off, window.row_off, window.width,
+                                         window.height)))
+    return f"window (col {w.col_off}, row {w.row_off}, {w.width} x {w.height})"
+
+
+def _gdal_message(exc: BaseException) -> str:
+    """GDAL's own words for a failed read: rasterio's ``RasterioIOError`` ("Read failed. See
+    previous exception") chains GDAL's errors, the first naming the block, the last the cause."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 8:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    gdal = [first_line(e) for e in chain if isinstance(e, CPLE_BaseError)] or [first_line(exc)]
+    return gdal[0] if gdal[-1] in gdal[0] else f"{gdal[0]} ({gdal[-1]})"
+
+
+@contextmanager
+def read_errors(path: str | os.PathLike, window: Window | None = None) -> Iterator[None]:
+    """Read pixels of ``path`` under geoembed's GDAL settings, with one-line read errors.
+
+    Every read of scene pixels goes through this: GDAL's cloud settings apply to a remote
+    path (:func:`geoembed.io.gdal_env.read_env`), and a failed read (``RasterioIOError`` or
+    a GDAL ``CPLE_*`` error: truncated file, corrupt compressed block, dropped connection)
+    becomes a :class:`RasterError` naming the file and the window.
+
+    Example:
+        >>> with read_errors(scene.path, window):
+        ...     data = scene.dataset.read(window=window)
+    """
+    try:
+        with read_env(path):
+            yield
+    except (RasterioIOError, CPLE_BaseError) as exc:
+        cause = ("the download failed or the file is truncated or corrupt" if is_remote(path)
+                 else "the file may be truncated or corrupt")
+        raise RasterError(f"{os.fspath(path)}: cannot read pixels at {_window_text(window)}: "
+                          f"{_gdal_message(exc)}; {cause}") from exc
+
+
 def open_dataset(path: str | os.PathLike) -> rasterio.io.DatasetReader:
     """``rasterio.open`` with one-line errors: no such file, or not a raster GDAL can read.
 
+    ``path`` may be a URL or a GDAL virtual path (:func:`geoembed.io.paths.gdal_path`),
+    opened under geoembed's cloud settings.
+
     Raises:
-        InputError: the path does not exist.
-        RasterError: GDAL cannot open it as a raster.
+        InputError: the local path does not exist, or a URL scheme GDAL cannot read.
+        RasterError: GDAL cannot open it as a raster (or the server refuses it).
     """
-    if not os.path.exists(path):
+    target = gdal_path(path)
+    remote = is_remote(path)
+    if not remote and not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     try:
-        return rasterio.open(path)
-    except RasterioIOError as exc:
-        raise RasterError(f"{path}: not a raster GDAL can read ({first_line(exc)})") from None
+        with read_env(path):
+            return rasterio.open(target)
+    except (RasterioIOError, CPLE_BaseError) as exc:
+        what = "cannot open it as a raster" if remote else "not a raster GDAL can read"
+        raise RasterError(f"{os.fspath(path)}: {what} ({first_line(exc)})") from None
 
 
 def open_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, *,
@@ -283,7 +349,7 @@ def band_statistics(scenes: Sequence[Scene], *, n_windows: int = 64, window_size
         # fall back to a decimated read of every scene before giving up
         for s in scenes:
             shape = (min(s.height, 512), min(s.width, 512))
-            data = s.dataset.read(list(s.bands), out_shape=(s.count, *shape))
+            data = s.read(out_shape=shape)
             valid = s.read_valid(out_shape=shape, data=data)
             if valid.any():
                 samples.append(data[:, valid].astype(np.float64))

@@ -141,7 +141,7 @@ def valid_cells(scene: Scene, kind: str, tile_size: int, max_nodata: float, cell
     mw = min(scene.width, math.ceil(scene.width / cell))
     data = None
     if kind == "finite":
-        data = scene.dataset.read(list(scene.bands), out_shape=(scene.count, mh, mw))
+        data = scene.read(out_shape=(mh, mw))
     valid = scene.read_valid(out_shape=(mh, mw), data=data)
     sy, sx = scene.height / mh, scene.width / mw
     # rough check that some window has few enough nodata pixels (exact when cell == 1)
