@@ -20,7 +20,8 @@ from geoembed.inference.config import EmbedConfig
 
 @click.command("embed")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.argument("scenes", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("scenes", nargs=-1, required=True,
+                type=click.Path(path_type=str))  # str: a Path would fold "https://" URLs
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output GeoTIFF for one scene; a directory for several "
                    "(<scene stem>_embedding.tif each).")
@@ -45,7 +46,7 @@ from geoembed.inference.config import EmbedConfig
 @overwrite_option
 @quiet_option
 @handle_errors
-def embed_command(checkpoint: Path, scenes: tuple[Path, ...], out: Path,
+def embed_command(checkpoint: Path, scenes: tuple[str, ...], out: Path,
                   **options: object) -> None:
     """Embed SCENES with a trained CHECKPOINT into multi-band embedding GeoTIFFs.
 

@@ -26,6 +26,7 @@ from geoembed.evaluation.config import (
 )
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
+_RASTER = click.Path(dir_okay=False, path_type=str)  # str: a Path would fold "https://"
 
 
 def _size(text: str) -> int | str:
@@ -41,14 +42,14 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
 
 
 @click.command("evaluate")
-@click.option("--scene", required=True, type=_PATH,
+@click.option("--scene", required=True, type=_RASTER,
               help="The raster the labels are on (the scene the encoder embeds).")
 @click.option("--labels", type=_PATH, default=None,
               help="Vector labels (points or polygons; any format geopandas reads, any CRS).  "
                    "[required unless --labels-raster]")
 @click.option("--label-column", default=None,
               help="Column of --labels holding the class.  [required with --labels]")
-@click.option("--labels-raster", type=_PATH, default=None,
+@click.option("--labels-raster", type=_RASTER, default=None,
               help="Label raster on the scene's grid (its nodata = unlabelled), instead of "
                    "--labels.  [default: none]")
 @click.option("--max-labels", type=click.IntRange(min=2), default=None,
@@ -59,7 +60,7 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
               help="Trained tile2vec checkpoint: embeds the tile centered on each label.  "
                    "[default: none; with neither --checkpoint nor --embeddings only the "
                    "baselines run]")
-@click.option("--embeddings", type=_PATH, default=None,
+@click.option("--embeddings", type=_RASTER, default=None,
               help="Embedding GeoTIFF (geoembed embed) sampled at the labels, instead of "
                    "--checkpoint.  [default: none]")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -96,10 +97,10 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
 @overwrite_option
 @quiet_option
 @handle_errors
-def evaluate_command(scene: Path, labels: Path | None, label_column: str | None,
-                     labels_raster: Path | None, max_labels: int | None,
+def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
+                     labels_raster: str | None, max_labels: int | None,
                      polygon_samples: int | None, checkpoint: Path | None,
-                     embeddings: Path | None, out: Path, features: tuple[str, ...] | None,
+                     embeddings: str | None, out: Path, features: tuple[str, ...] | None,
                      classifier: str, cv: str, folds: int, block_size: int | None,
                      learning_curve: tuple[int | str, ...] | None,
                      repeats: int, tile_size: int | None, pca_tiles: int, batch_size: int,

@@ -11,7 +11,7 @@ from geoembed.analysis.preview import preview
 
 
 @click.command("preview")
-@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.argument("embeddings", type=click.Path(path_type=str))  # str: URLs stay whole
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Output PNG (RGB = first three principal components; nodata transparent).")
 @click.option("--max-size", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -22,7 +22,7 @@ from geoembed.analysis.preview import preview
 @overwrite_option
 @quiet_option
 @handle_errors
-def preview_command(embeddings: Path, out: Path, max_size: int, samples: int, seed: int,
+def preview_command(embeddings: str, out: Path, max_size: int, samples: int, seed: int,
                     overwrite: bool, quiet: bool) -> None:
     """RGB picture of the first three principal components of EMBEDDINGS."""
     res = preview(embeddings, out, max_size=max_size, n_samples=samples, seed=seed,

@@ -13,7 +13,7 @@ from geoembed.io.points import merge_points, read_points_file
 
 
 @click.command("similar")
-@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.argument("embeddings", type=click.Path(path_type=str))  # str: URLs stay whole
 @click.option("--point", "points", type=(float, float), multiple=True, metavar="X Y",
               help="A reference location (repeatable), in --crs.")
 @click.option("--points", "points_file", type=click.Path(path_type=Path), default=None,
@@ -27,7 +27,7 @@ from geoembed.io.points import merge_points, read_points_file
 @overwrite_option
 @quiet_option
 @handle_errors
-def similar_command(embeddings: Path, points: tuple[tuple[float, float], ...],
+def similar_command(embeddings: str, points: tuple[tuple[float, float], ...],
                     points_file: Path | None, crs: str, out: Path, overwrite: bool,
                     quiet: bool) -> None:
     """Cosine-similarity map of EMBEDDINGS against the embedding at reference points.

@@ -21,7 +21,7 @@ _DEFAULT = TileConfig()
 
 @click.command("tile")
 @click.argument("scenes", nargs=-1, required=True, metavar="SCENE...",
-                type=click.Path(path_type=Path))
+                type=click.Path(path_type=str))  # str: a Path would fold "https://" URLs
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Directory of the triplet store to write (triplets.npy, footprints.gpkg, "
                    "meta.json).")
@@ -46,7 +46,7 @@ _DEFAULT = TileConfig()
 @quiet_option
 @allow_no_crs_option
 @handle_errors
-def tile_command(scenes: tuple[Path, ...], out: Path, n_triplets: int, tile_size: int,
+def tile_command(scenes: tuple[str, ...], out: Path, n_triplets: int, tile_size: int,
                  neighborhood: float, seed: int, bands: tuple[int, ...] | None,
                  max_nodata: float, distant_other_scene_prob: float | None, aoi: Path | None,
                  overwrite: bool, quiet: bool, allow_no_crs: bool) -> None:

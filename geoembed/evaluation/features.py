@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
@@ -35,7 +34,7 @@ from tqdm.auto import tqdm
 from geoembed.errors import CRSError, RasterError, first_line
 from geoembed.io.embeddings import embedding_info, sample_embeddings
 from geoembed.io.georef import rowcol_to_xy
-from geoembed.io.scenes import BandStats, Scene, normalize
+from geoembed.io.scenes import BandStats, Scene, normalize, open_dataset
 
 NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
 
@@ -188,7 +187,7 @@ def sample_embedding_raster(path: str | os.PathLike, scene: Scene, rows: np.ndar
         RasterError: the file is not a raster, or it covers none of the labels.
     """
     info = embedding_info(path)
-    with rasterio.open(path) as ds:
+    with open_dataset(path) as ds:
         tags, bounds = ds.tags(), tuple(round(b, 1) for b in ds.bounds)
     if info.crs is None and scene.crs is not None:
         raise CRSError(f"{path}: the embedding raster has no CRS; it cannot be matched to the "

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import rasterio
 
 from geoembed.errors import CheckpointError, InputError, LabelError
 from geoembed.evaluation.config import EvaluateConfig
@@ -26,7 +25,8 @@ from geoembed.io.labels import (
     raster_pixel_labels,
     vector_pixel_labels,
 )
-from geoembed.io.scenes import Scene, open_scene
+from geoembed.io.paths import is_remote
+from geoembed.io.scenes import Scene, open_dataset, open_scene
 
 
 @dataclass
@@ -81,13 +81,13 @@ def open_inputs(scene_path: Any, cfg: EvaluateConfig) -> tuple[Scene, Any]:
 def bands_from_tags(embeddings: Any, scene_path: Any) -> tuple[int, ...] | None:
     """The scene bands an embedding GeoTIFF was made from (its ``bands`` tag), if usable."""
     embedding_info(embeddings)  # clear errors for a missing file / not a raster
-    with rasterio.open(embeddings) as ds:
+    with open_dataset(embeddings) as ds:
         tag = ds.tags().get("bands")
-    if not tag or not os.path.exists(scene_path):
+    if not tag or not (is_remote(scene_path) or os.path.exists(scene_path)):
         return None
     try:
         bands = tuple(int(b) for b in tag.split(","))
-        with rasterio.open(scene_path) as sc:
+        with open_dataset(scene_path) as sc:
             return bands if bands and max(bands) <= sc.count and min(bands) >= 1 else None
     except Exception:
         return None

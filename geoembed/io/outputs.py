@@ -12,10 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from geoembed.errors import OutputExistsError
+from geoembed.io.paths import require_local
 
 
 def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``; make the parent directory."""
+    """Refuse a remote output, or an existing one unless ``overwrite``; make the parent
+    directory."""
+    require_local(path)
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")

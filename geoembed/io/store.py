@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from geoembed.errors import InputError
+from geoembed.io.paths import is_remote
 from geoembed.io.scenes import BandStats, Scene
 
 FORMAT = "geoembed-triplets"
@@ -184,7 +185,7 @@ def scene_meta(s: Scene) -> dict[str, Any]:
     if nodata is not None and isinstance(nodata, float) and not math.isfinite(nodata):
         nodata = str(nodata)  # JSON has no NaN
     return {
-        "path": str(Path(s.path).resolve()),
+        "path": s.path if is_remote(s.path) else str(Path(s.path).resolve()),
         "crs": crs_string(s.crs),
         "transform": [float(v) for v in tuple(s.transform)[:6]],
         "width": int(s.width),

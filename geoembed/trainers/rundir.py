@@ -14,6 +14,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from geoembed.errors import CheckpointError, InputError, OutputExistsError
+from geoembed.io.paths import require_local
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
@@ -32,6 +33,7 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     checkpoint, or an existing run without ``--overwrite`` (nothing is deleted here)."""
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other")
+    require_local(out, "run directory")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file; --out needs a run directory")
     if resume:
