@@ -60,6 +60,32 @@ def gdal_path(path: str | os.PathLike) -> str:
     return VSI_PREFIXES[scheme] + text[len(scheme) + 3:]
 
 
+CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE, "
+          "or AWS_NO_SIGN_REQUEST=YES for a public bucket",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS, or GS_ACCESS_KEY_ID and GS_SECRET_ACCESS_KEY, "
+          "or GS_NO_SIGN_REQUEST=YES for a public bucket",
+    "az": "AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT and "
+          "AZURE_STORAGE_ACCESS_KEY, or AZURE_NO_SIGN_REQUEST=YES for a public container",
+}
+"""Object store -> the environment variables GDAL takes its credentials from."""
+
+
+def credentials_hint(path: str | os.PathLike) -> str:
+    """``"; credentials come from the environment: ..."`` for an object-store path, else ``""``.
+
+    Appended to the one-line error of an object (``s3://``, ``/vsis3/``...) that cannot be
+    opened: geoembed takes no credentials on its command line.
+    """
+    text = os.fspath(path)
+    store = url_scheme(text)
+    if store is None:
+        store = next((s for s in CREDENTIALS if text.startswith(VSI_PREFIXES[s])), None)
+    if store not in CREDENTIALS:
+        return ""
+    return f"; credentials come from the environment: {CREDENTIALS[store]}"
+
+
 def require_local(path: str | os.PathLike, what: str = "output") -> None:
     """Raise :class:`InputError` when ``path`` is a URL or a GDAL virtual path."""
     if is_remote(path) or _FOLDED_SCHEME.match(os.fspath(path)):

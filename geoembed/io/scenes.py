@@ -25,7 +25,7 @@ from rasterio.windows import Window
 
 from geoembed.errors import CRSError, InputError, RasterError, first_line
 from geoembed.io.gdal_env import read_env
-from geoembed.io.paths import gdal_path, is_remote
+from geoembed.io.paths import credentials_hint, gdal_path, is_remote
 
 
 @dataclass
@@ -223,7 +223,8 @@ def open_dataset(path: str | os.PathLike) -> rasterio.io.DatasetReader:
             return rasterio.open(target)
     except (RasterioIOError, CPLE_BaseError) as exc:
         what = "cannot open it as a raster" if remote else "not a raster GDAL can read"
-        raise RasterError(f"{os.fspath(path)}: {what} ({first_line(exc)})") from None
+        raise RasterError(f"{os.fspath(path)}: {what} ({first_line(exc)})"
+                          f"{credentials_hint(path)}") from None
 
 
 def open_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, *,
