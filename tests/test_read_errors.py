@@ -1,8 +1,15 @@
-"""Damaged rasters (truncated pixel data, a corrupt compressed tile) give one-line
-RasterErrors naming the file and the window, exit status 2 and no output."""
+"""Bad input gives a one-line error naming the input, exit status 2 and no output: damaged
+rasters (truncated pixel data, a corrupt compressed tile: RasterErrors naming the file and the
+window), and remote inputs that fail (HTTP 404 and 403, a connection reset mid-transfer, a
+server answering 503 after GDAL's retries, an ``s3://`` path without credentials, a URL scheme
+GDAL cannot open)."""
 
 from __future__ import annotations
 
+import collections
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +24,12 @@ from geoembed.errors import RasterError
 from geoembed.io.embeddings import read_embeddings
 from geoembed.io.scenes import open_scene
 from geoembed.samplers.tiling import tile
+from tests import loopback
 from tests.conftest import ORIGIN, PIXEL, UTM_CRS
+from tests.loopback import block_bytes, run_cli
 from tests.test_embed import make_checkpoint
+
+server, cog, checkpoint = loopback.server, loopback.cog, loopback.checkpoint  # fixtures
 
 SIZE, BLOCK = 256, 64
 
@@ -111,3 +122,105 @@ def test_cli_tile_and_embed_exit_2_with_one_line(tmp_path, kind):
         assert lines[0].endswith("the file may be truncated or corrupt")
     assert not (tmp_path / "store").exists() and not (tmp_path / "emb.tif").exists()
     assert leftovers(tmp_path) == []
+
+
+# --- remote inputs that fail: each is one line, exit status 2 and no output ---------------
+
+
+def _assert_one_line_failure(code: int, output: str, start: str, tmp_path: Path,
+                             outputs: list[Path]) -> None:
+    """Exit 2, one line ``Error: <input>...``, no traceback, no output nor hidden temporary."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2, output
+    assert len(lines) == 1 and "Traceback" not in output, output
+    assert lines[0].startswith(start), (lines[0], start)
+    assert not any(p.exists() for p in outputs), outputs
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _run_command(command: str, src: str, checkpoint: Path, tmp_path: Path) -> tuple[int, str]:
+    """``geoembed tile`` (into ``tmp_path/store``) or ``geoembed embed`` (``tmp_path/emb.tif``)."""
+    if command == "tile":
+        return run_cli(["tile", src, "--out", tmp_path / "store", "-n", 10, "-t", 16, "--quiet"])
+    return run_cli(["embed", checkpoint, src, "--out", tmp_path / "emb.tif", "--stride", 16,
+                    "--quiet"])
+
+
+def _tile_and_embed(src: str, checkpoint: Path, tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """Run ``geoembed tile`` and ``geoembed embed`` on ``src``."""
+    for command in ("tile", "embed"):
+        yield _run_command(command, src, checkpoint, tmp_path)
+
+
+@pytest.mark.parametrize("name,code", [("missing.tif", 404), ("forbidden.tif", 403)])
+def test_url_refused_is_one_line(server, checkpoint, tmp_path, make_raster, name, code):
+    base, root, served = server
+    if code == 403:
+        (root / name).write_bytes(make_raster("src.tif", size=(64, 64)).read_bytes())
+    url = f"{base}/{name}"
+    with pytest.raises(RasterError, match=f"^{re.escape(url)}: cannot open it as a raster"):
+        open_scene(url)
+    for exit_code, output in _tile_and_embed(url, checkpoint, tmp_path):
+        _assert_one_line_failure(exit_code, output, f"Error: {url}: cannot open it as a raster",
+                                 tmp_path, [tmp_path / "store", tmp_path / "emb.tif"])
+        assert f"HTTP response code: {code}" in output, output
+    assert served.log == []  # nothing but the error pages
+
+
+@pytest.mark.parametrize("kind", ["drop", "busy"])
+def test_failed_download_is_one_line(server, cog, checkpoint, tmp_path, monkeypatch, kind):
+    """The server cuts every pixel download half-way (resetting the connection) or answers
+    503 to it: the read fails in one line naming the URL and the window.
+
+    GDAL retries a 503 (GDAL_HTTP_MAX_RETRY times, set small here); a 206 cut short is not
+    retried as such: GDAL keeps the bytes it got and asks for the rest, which is cut again.
+    """
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "2")
+    monkeypatch.setenv("GDAL_HTTP_RETRY_DELAY", "0.01")
+    base, root, served = server
+    header, _ = block_bytes(cog)
+    served.drop_from = header + 1  # the header downloads; pixel data does not
+    for command in ("tile", "embed"):
+        name = f"/{kind}_{command}.tif"
+        (root / name[1:]).write_bytes(cog.read_bytes())
+        url = base + name
+        code, output = _run_command(command, url, checkpoint, tmp_path)
+        _assert_one_line_failure(code, output, f"Error: {url}: cannot read pixels at window (",
+                                 tmp_path, [tmp_path / "store", tmp_path / "emb.tif"])
+        assert output.rstrip().endswith("the download failed or the file is truncated or "
+                                         "corrupt"), output
+        failed = [(start, n) for path, start, n in served.log
+                  if path == name and start >= served.drop_from]
+        if kind == "busy":  # the first try and GDAL's 2 retries, of the same range
+            tries = collections.Counter(failed).values()  # measured: 3 ranges x 3 (tile)
+            assert tries and all(n % 3 == 0 for n in tries), served.log
+        else:
+            assert failed and all(n > 0 for _, n in failed), served.log
+
+
+def test_s3_without_credentials_is_one_line(server, checkpoint, tmp_path, monkeypatch):
+    """No AWS_* variable, no credentials file: the one line says where credentials come from.
+    The endpoint is the loopback server, so nothing could reach the internet."""
+    base, _, served = server
+    for var in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.aws/credentials
+    monkeypatch.setenv("AWS_S3_ENDPOINT", base.removeprefix("http://"))
+    monkeypatch.setenv("AWS_HTTPS", "NO")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("CPL_AWS_AUTODETECT_EC2", "NO")
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "2")
+    url = "s3://geoembed-test-bucket/scene.tif"
+    for code, output in _tile_and_embed(url, checkpoint, tmp_path):
+        _assert_one_line_failure(code, output, f"Error: {url}: cannot open it as a raster",
+                                 tmp_path, [tmp_path / "store", tmp_path / "emb.tif"])
+        assert re.search(r"credentials come from the environment: AWS_ACCESS_KEY_ID and "
+                         r"AWS_SECRET_ACCESS_KEY.*AWS_PROFILE", output), output
+    assert served.log == []
+
+
+def test_unknown_scheme_is_one_line(checkpoint, tmp_path):
+    url = "ftp://example.org/scene.tif"
+    for code, output in _tile_and_embed(url, checkpoint, tmp_path):
+        _assert_one_line_failure(code, output, f"Error: {url}: cannot read ftp:// URLs",
+                                 tmp_path, [tmp_path / "store", tmp_path / "emb.tif"])
