@@ -42,6 +42,10 @@ _DEFAULT = TileConfig()
                    "[default: 0.5 with several scenes, 0 with one]")
 @click.option("--aoi", type=click.Path(path_type=Path), default=None,
               help="Vector file (any CRS) restricting the anchors' centers.  [default: none]")
+@click.option("--memory", type=click.IntRange(min=1), default=_DEFAULT.memory,
+              show_default=True, metavar="MiB",
+              help="Pixels read at once, in MiB: scenes are read in passes of whole block "
+                   "rows within it (the triplets do not depend on it).")
 @overwrite_option
 @quiet_option
 @allow_no_crs_option
@@ -49,7 +53,7 @@ _DEFAULT = TileConfig()
 def tile_command(scenes: tuple[str, ...], out: Path, n_triplets: int, tile_size: int,
                  neighborhood: float, seed: int, bands: tuple[int, ...] | None,
                  max_nodata: float, distant_other_scene_prob: float | None, aoi: Path | None,
-                 overwrite: bool, quiet: bool, allow_no_crs: bool) -> None:
+                 memory: int, overwrite: bool, quiet: bool, allow_no_crs: bool) -> None:
     """Sample Tile2Vec triplets from SCENE... (GeoTIFFs or any GDAL raster) into --out.
 
     Anchors are uniform over the scenes' valid area, neighbors within --neighborhood
@@ -61,7 +65,7 @@ def tile_command(scenes: tuple[str, ...], out: Path, n_triplets: int, tile_size:
 
     config = TileConfig(n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
                         bands=bands, max_nodata=max_nodata, aoi=aoi, seed=seed,
-                        distant_other_scene_prob=distant_other_scene_prob)
+                        distant_other_scene_prob=distant_other_scene_prob, memory=memory)
     store = tile(list(scenes), out, config, overwrite=overwrite, quiet=quiet,
                  allow_no_crs=allow_no_crs)
     m = store.meta

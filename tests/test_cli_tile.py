@@ -52,6 +52,13 @@ def test_tile_command(tmp_path, make_raster):
                "--bands", "1,2", "--overwrite", "--quiet")
     assert res2.exit_code == 0, res2.output
     np.testing.assert_array_equal(np.load(out / "triplets.npy"), arr)
+    # the memory budget changes how the scenes are read, not what is sampled
+    res3 = run("tile", a, b, "--out", out, "-n", 40, "-t", 8, "-r", 12, "--seed", 3,
+               "--bands", "1,2", "--overwrite", "--quiet", "--memory", 1)
+    assert res3.exit_code == 0, res3.output
+    np.testing.assert_array_equal(np.load(out / "triplets.npy"), arr)
+    res4 = run("tile", a, b, "--out", tmp_path / "none", "-n", 40, "--memory", 0)
+    assert res4.exit_code == 2 and not (tmp_path / "none").exists()
 
 
 def test_tile_options(tmp_path, make_raster):

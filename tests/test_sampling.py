@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from geoembed.errors import CRSError, InputError, RasterError
-from geoembed.io import tiles as tiles_mod
+from geoembed.io.blocks import BlockLayout, band_shape
 from geoembed.io.scenes import open_scene, open_scenes
 from geoembed.samplers import triplets as sampling
 from geoembed.samplers.aoi import aoi_cells
@@ -127,18 +127,16 @@ def test_same_seed_same_triplets_and_grouping_does_not_matter(make_raster, monke
     pos = np.concatenate([g[1] for g in groups])
     assert [sampling._triplet(p) for p in pos] == [t for t, _ in first]
     np.testing.assert_array_equal(groups[0][2], np.stack([p for _, p in first]))
-    # thin strips, then windowed reads: same result
-    monkeypatch.setattr(tiles_mod, "STRIP_BYTES", 80 * 4 * 2 * 10)  # 10-row strips
-    thin = TripletSampler(open_scenes([path]), 12, 15)
-    assert thin.reader.strip_h[0] == 10
+    # a memory budget of one block row per pass (kept rows carry windows across): same result
+    ds = scenes[0].dataset
+    block_h, block_w = ds.block_shapes[0]
+    assert block_w == 80  # a striped file: full-width blocks
+    one_row = 80 * 4 * 2 * (block_h + 11)  # a block row and the T - 1 rows kept above it
+    assert band_shape(BlockLayout.of(ds), 4 * 2, 12, one_row) == (block_h, 80)
+    thin = TripletSampler(open_scenes([path]), 12, 15, memory=one_row)
     stripped = list(thin.sample(700, seed=5))
     assert [t for t, _ in stripped] == [t for t, _ in first]
     np.testing.assert_array_equal(np.stack([p for _, p in stripped]),
-                                  np.stack([p for _, p in first]))
-    monkeypatch.setattr(tiles_mod, "WINDOW_READ_BYTES", 0)
-    windowed = list(TripletSampler(open_scenes([path]), 12, 15).sample(700, seed=5))
-    assert [t for t, _ in windowed] == [t for t, _ in first]
-    np.testing.assert_array_equal(np.stack([p for _, p in windowed]),
                                   np.stack([p for _, p in first]))
 
 

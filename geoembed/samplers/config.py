@@ -25,6 +25,8 @@ class TileConfig:
             (None: 0.5 with several scenes, 0 with one).
         aoi: vector file (any CRS) or GeoDataFrame restricting anchors' centers.
         seed: random seed; the same seed gives the same store.
+        memory: MiB of pixels read at once (a scene is read in passes of whole block rows
+            within it; the triplets do not depend on it).
     """
 
     n_triplets: int = 100_000
@@ -35,3 +37,4 @@ class TileConfig:
     distant_other_scene_prob: float | None = None
     aoi: Any = None
     seed: int = 0
+    memory: int = 128

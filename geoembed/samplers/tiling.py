@@ -1,7 +1,7 @@
 """``geoembed tile``: sample Tile2Vec triplets from scenes into a triplet store.
 
 The sampler (:class:`~geoembed.samplers.triplets.TripletSampler`) decides where tiles go and
-reads their pixels by strips; they are streamed into the store's ``triplets.npy`` at their
+reads their pixels block by block; they are streamed into the store's ``triplets.npy`` at their
 offsets (memory does not grow with N or with scene size), then the footprints and
 ``meta.json`` are written, all in a temporary directory renamed into place at the end
 (:mod:`geoembed.io.store` describes the format). This module does not import torch.
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from tqdm.auto import tqdm
 
 from geoembed import __version__
@@ -39,7 +38,11 @@ from geoembed.io.store import (
 from geoembed.samplers.config import TileConfig
 from geoembed.samplers.triplets import ROLES, TripletSampler
 
-_GDAL_CACHE_BYTES = 32 * 2**20  # keeps GDAL's block cache (and so peak memory) small
+
+def _memory_bytes(mib: float) -> int:
+    if not mib > 0:
+        raise InputError(f"--memory must be a positive number of MiB, got {mib}")
+    return int(mib * 2**20)
 
 
 def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -75,11 +78,11 @@ def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike,
             raise CRSError("some scenes have a CRS and others do not; assign a CRS to every scene")
         sampler = TripletSampler(opened, cfg.tile_size, cfg.neighborhood,
                                  max_nodata=cfg.max_nodata, aoi=cfg.aoi,
-                                 distant_other_scene_prob=cfg.distant_other_scene_prob)
+                                 distant_other_scene_prob=cfg.distant_other_scene_prob,
+                                 memory=_memory_bytes(cfg.memory))
         stats = band_statistics(opened, n_windows=32, window_size=128, seed=cfg.seed,
                                 max_pixels=262_144)
-        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_BYTES):
-            _write_triplets(tmp, sampler, int(cfg.n_triplets), cfg.seed, quiet)
+        _write_triplets(tmp, sampler, int(cfg.n_triplets), cfg.seed, quiet)
         meta = _meta(opened, sampler, int(cfg.n_triplets), stats, cfg.seed, cfg.aoi)
         (tmp / META).write_text(json.dumps(meta, indent=1))
     return open_store(out)
@@ -88,7 +91,7 @@ def tile(scenes: Sequence[str | os.PathLike], out: str | os.PathLike,
 def _write_triplets(tmp: Path, sampler: TripletSampler, n: int, seed: int, quiet: bool) -> None:
     """Stream pixels into ``triplets.npy``, then write ``footprints.gpkg``.
 
-    Pixels arrive in scene order (the sampler reads strips), so they are written at their
+    Pixels arrive in scene order (the sampler reads by block rows), so they are written at their
     offsets in the file (buffered, sorted and coalesced); positions go to a temporary file
     and the footprints are written after the pixels.
     """

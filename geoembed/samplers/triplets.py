@@ -18,8 +18,8 @@ coverage map per scene (a decimated read of its mask), so rejection is rare, and
 check is done on the pixels read.
 
 Speed: triplets are drawn in chunks of :data:`CHUNK`; the windows of many chunks are read
-together by :class:`geoembed.io.tiles.TileReader` (grouped by horizontal strips of each
-scene), so a scene is read about once however many triplets are drawn from it. Same seed,
+together by :class:`geoembed.io.tiles.TileReader` (one pass per scene planned from its block
+layout), so each compressed block is decoded at most once however many triplets touch it. Same seed,
 same triplets, whatever the grouping. The coverage maps and the AOI are in
 :mod:`geoembed.samplers.coverage`.
 
@@ -38,6 +38,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoembed.errors import InputError, RasterError
+from geoembed.io.blocks import DEFAULT_MEMORY
 from geoembed.io.scenes import Scene, open_scenes
 from geoembed.io.tiles import Sink, TileReader, buffer_sink
 from geoembed.samplers.coverage import scene_coverage
@@ -90,6 +91,7 @@ class TripletSampler:
         aoi: vector file path or GeoDataFrame/GeoSeries in any CRS; anchors' centers fall
             inside it.
         max_tries: anchor draws per triplet before giving up with an error.
+        memory: budget in bytes for the pixels read at once (see :mod:`geoembed.io.blocks`).
 
     Raises:
         InputError: bad options. RasterError: a scene smaller than the tile or without a valid
@@ -98,7 +100,8 @@ class TripletSampler:
 
     def __init__(self, scenes: Sequence[Scene], tile_size: int, neighborhood: float, *,
                  max_nodata: float = 0.0, distant_other_scene_prob: float | None = None,
-                 aoi: Any = None, max_tries: int = 1000) -> None:
+                 aoi: Any = None, max_tries: int = 1000, memory: int = DEFAULT_MEMORY
+                 ) -> None:
         self.scenes = list(scenes)
         self.tile_size = int(tile_size)
         self.neighborhood = float(neighborhood)
@@ -110,7 +113,7 @@ class TripletSampler:
         _check_options(self)
         self.count = self.scenes[0].count
         self.dtype = np.dtype(self.scenes[0].dtype)
-        self.reader = TileReader(self.scenes, self.tile_size, self.max_nodata)
+        self.reader = TileReader(self.scenes, self.tile_size, self.max_nodata, memory)
         if aoi is not None:
             # geopandas is slow to import: only with an AOI
             from geoembed.samplers.aoi import aoi_per_scene
