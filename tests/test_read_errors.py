@@ -163,7 +163,10 @@ def test_url_refused_is_one_line(server, checkpoint, tmp_path, make_raster, name
     for exit_code, output in _tile_and_embed(url, checkpoint, tmp_path):
         _assert_one_line_failure(exit_code, output, f"Error: {url}: cannot open it as a raster",
                                  tmp_path, [tmp_path / "store", tmp_path / "emb.tif"])
-        assert f"HTTP response code: {code}" in output, output
+        # GDAL >= 3.6 names the HTTP status; GDAL 3.5 (rasterio 1.3's wheels) only says the
+        # URL does not exist
+        assert (f"HTTP response code: {code}" in output
+                or "does not exist in the file system" in output), output
     assert served.log == []  # nothing but the error pages
 
 
