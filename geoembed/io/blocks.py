@@ -31,6 +31,9 @@ from rasterio.windows import Window
 DEFAULT_MEMORY = 128 << 20
 """Default budget in bytes for the pixels held at once by a pass."""
 
+GDAL_CACHE_BYTES = 16 << 20
+"""GDAL's block cache while reading by passes: blocks are decoded once, not kept."""
+
 
 @dataclass(frozen=True)
 class BlockLayout:
@@ -137,41 +140,32 @@ def _group_passes(layout: BlockLayout, rows: np.ndarray, cols: np.ndarray, idx: 
 
 def _band_reads(layout: BlockLayout, rows: np.ndarray, cols: np.ndarray, tile: int,
                 band: tuple[int, int], span: tuple[int, int], keep: int) -> tuple[Read, ...]:
-    """Reads of the blocks of rows ``band`` and columns ``span`` under the windows: the
-    touched blocks of each block row, as runs; a run repeated on the next block rows is
-    one read."""
+    """Reads of the blocks of rows ``band`` and columns ``span`` under the windows (which
+    overlap the band): consecutive block rows touched in the same columns are read together,
+    one read per run of touched blocks."""
     (r0, r1), (c0, c1) = band, span
-    bh = layout.block_h
-    runs_per_row = []
-    for b0 in range(r0, r1, bh):
-        on = (rows < b0 + bh) & (rows + tile > b0)
-        runs_per_row.append(_touched_runs(cols[on] - c0, tile, layout.block_w, c1 - c0)
-                            if on.any() else [])
-    reads: list[Read] = []
-    open_runs: dict[tuple[int, int], int] = {}  # run -> first block row of its read
-    for j, runs in enumerate([*runs_per_row, []]):
-        for run in [r for r in open_runs if r not in runs]:
-            top = r0 + open_runs.pop(run) * bh
-            bottom = min(r1, r0 + j * bh)
-            reads.append(Read(Window(c0 + run[0], top, run[1] - run[0], bottom - top),
-                              keep + top - r0, run[0]))
-        for run in runs:
-            open_runs.setdefault(run, j)
-    return tuple(sorted(reads, key=lambda r: (r.window.row_off, r.window.col_off)))
-
-
-def _touched_runs(cols: np.ndarray, tile: int, block_w: int, width: int
-                  ) -> list[tuple[int, int]]:
-    """Column ranges ``[a, b)`` (whole blocks, clipped to ``width``) touched by the windows."""
-    n_blocks = -(-width // block_w)
-    touched = np.zeros(n_blocks, dtype=bool)
-    first = cols // block_w
-    last = np.minimum((cols + tile - 1) // block_w, n_blocks - 1)
-    for step in range(int((last - first).max()) + 1):  # a window spans a few blocks
-        touched[np.minimum(first + step, last)] = True
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], touched.astype(np.int8), [0]])))
-    return [(int(a) * block_w, min(width, int(b) * block_w))
-            for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    bh, bw = layout.block_h, layout.block_w
+    n_r, n_c = -(-(r1 - r0) // bh), -(-(c1 - c0) // bw)
+    top = np.clip((rows - r0) // bh, 0, n_r - 1)
+    bottom = np.clip((rows + tile - 1 - r0) // bh, 0, n_r - 1)
+    left = (cols - c0) // bw
+    right = np.minimum((cols + tile - 1 - c0) // bw, n_c - 1)
+    # each window marks a rectangle of blocks: a 2-D difference array, summed up
+    diff = np.zeros((n_r + 1, n_c + 1), dtype=np.int64)
+    for rr, cc, sign in ((top, left, 1), (top, right + 1, -1), (bottom + 1, left, -1),
+                         (bottom + 1, right + 1, 1)):
+        np.add.at(diff, (rr, cc), sign)
+    touched = diff.cumsum(axis=0).cumsum(axis=1)[:n_r, :n_c] > 0
+    changes = np.flatnonzero((touched[1:] != touched[:-1]).any(axis=1)) + 1
+    reads = []
+    for ja, jb in zip([0, *changes.tolist()], [*changes.tolist(), n_r], strict=True):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], touched[ja].astype(np.int8), [0]])))
+        top_row, bottom_row = r0 + ja * bh, min(r1, r0 + jb * bh)
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            col_a, col_b = a * bw, min(c1 - c0, b * bw)
+            reads.append(Read(Window(c0 + col_a, top_row, col_b - col_a, bottom_row - top_row),
+                              keep + top_row - r0, col_a))
+    return tuple(reads)
 
 
 def _round_up(n: int, step: int) -> int:
