@@ -1,32 +1,41 @@
-"""Benchmark: `geoembed tile` vs. the original Tile2Vec triplet sampling procedure.
+"""Benchmark: `geoembed tile` vs. the original Tile2Vec procedure, as a user runs it.
 
-The baseline re-implements the published Tile2Vec procedure (tile2vec ``src/sample_tiles.py``:
-``get_triplet_imgs`` + ``get_triplet_tiles``): every image is loaded whole into memory
-(GDAL ``ReadAsArray().astype(uint8)`` -> rasterio ``read()``), reflect-padded, then the loop
-over *all* triplets runs once per image, and every tile is written with its own ``np.save``
-(three files per triplet). Ours is :func:`geoembed.samplers.tiling.tile` (one ``triplets.npy``,
-footprints GeoPackage, metadata).
+Everything is timed as **whole processes** under ``/usr/bin/time -v`` (wall time and
+"Maximum resident set size"; interpreter start-up and imports included):
 
-Cases (from the issue): (a) one 8192 x 8192 x 4 uint8 GeoTIFF, 20,000 triplets of 50 x 50 px;
-(b) 32 scenes of 2048 x 2048 x 4, 20,000 triplets. Inputs are tiled (256 px) GeoTIFFs
-(``--compress deflate`` or ``none``) with smooth synthetic content, written to bench/_work/tile/
-and removed at the end. Each method runs in its own subprocess: peak RSS is that process's
-VmHWM (imports included; ru_maxrss would also count the parent's peak), time is the sampling
-call alone (imports excluded). Both run with GDAL_CACHEMAX = 32 MiB, so that GDAL's block
-cache inflates neither.
+- **baseline**: the published Tile2Vec procedure (tile2vec ``src/sample_tiles.py``:
+  ``get_triplet_imgs`` + ``get_triplet_tiles``): every image is loaded whole
+  (GDAL ``ReadAsArray()`` -> rasterio ``read()``), reflect-padded, the loop over *all*
+  triplets runs once per image, and every tile is written with its own ``np.save``;
+- **geoembed tile**: ``python -m geoembed.cli tile SCENE... --out DIR`` (one
+  ``triplets.npy``, footprints GeoPackage, band statistics, meta.json);
+- **read-once limit**: a process that reads every scene once, by whole block rows, with
+  rasterio (GDAL_NUM_THREADS=ALL_CPUS) and writes the store's bytes (``n x 3 x C x T x T``
+  in the scenes' dtype) once to a .npy.
+  No sampler can be faster than reading its inputs and writing its output.
+
+Cases (issue 11): (a) one 8192 x 8192 x 4 scene, 20,000 triplets of 50 px, neighborhood 100;
+(b) 32 scenes of 2048 x 2048 x 4, 20,000 triplets. Inputs are written the way users get
+them (``--layout``): ``cog512`` (``driver="COG"``, 512 px blocks, deflate, overviews: what
+``gdal_translate -of COG`` writes), ``tiled256`` (GTiff tiled 256, deflate) or ``striped``
+(GTiff strips, deflate); smooth synthetic content plus noise, in bench/_work/tile/ (removed
+at the end unless ``--keep-inputs``). GDAL runs with its defaults in every process.
 
 Usage:
-    .venv/bin/python bench/bench_tile.py                    # full size (a few minutes)
-    .venv/bin/python bench/bench_tile.py --size-a 4096 --size-b 1024 --n-triplets 5000
+    .venv/bin/python bench/bench_tile.py                        # full size, cog512
+    .venv/bin/python bench/bench_tile.py --size-a 2048 --size-b 1024 --scenes-b 4 \
+        --n-triplets 2000 --layout tiled256
+    .venv/bin/python bench/bench_tile.py --profile              # cProfile of ours on (a)
+    .venv/bin/python bench/bench_tile.py --before /tmp/old      # also time an older copy
+        # (git archive OLD geoembed cli | tar -x -C /tmp/old; mv /tmp/old/cli /tmp/old/geoembed/)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import resource
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +46,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "_work" / "tile"  # only ours: other benches keep caches in _work
-GDAL_CACHE = str(32 * 2**20)
+LAYOUTS = ("cog512", "tiled256", "striped")
 
 
 # ---------------------------------------------------------------- the original procedure
@@ -46,7 +55,7 @@ GDAL_CACHE = str(32 * 2**20)
 def load_img(img_file: str, val_type: str = "uint8", bands_only: bool = False,
              num_bands: int = 4) -> np.ndarray:
     """tile2vec's load_img (GDAL ReadAsArray replaced by rasterio's equivalent read())."""
-    import rasterio
+    import rasterio  # in the child process only
 
     with rasterio.open(img_file) as obj:
         if val_type == "uint8":
@@ -173,68 +182,79 @@ def get_triplet_tiles(tile_dir, img_dir, img_triplets, tile_size=50, neighborhoo
     return tiles
 
 
-def run_baseline(img_dir: str, out: str, n: int, tile: int, radius: int) -> None:
+def run_baseline(img_dir: str, out: str, n: int, tile: int, radius: int, dtype: str) -> None:
+    """The original procedure (uint8 as published; float32, its other type, for uint16)."""
     random.seed(0)
     np.random.seed(0)
     img_triplets = get_triplet_imgs(img_dir, n_triplets=n)
-    get_triplet_tiles(out, img_dir, img_triplets, tile_size=tile, neighborhood=radius)
+    get_triplet_tiles(out, img_dir, img_triplets, tile_size=tile, neighborhood=radius,
+                      val_type="uint8" if dtype == "uint8" else "float32")
     assert len(os.listdir(out)) == 3 * n
 
 
-def run_ours(img_dir: str, out: str, n: int, tile: int, radius: int) -> None:
-    from geoembed.samplers.tiling import tile as tile_store
+def run_read_once(img_dir: str, out: str, n: int, tile: int, dtype: str) -> None:
+    """The read-once limit: decode every block of every scene once, write the store's bytes.
 
-    paths = sorted(str(p) for p in Path(img_dir).glob("*.tif"))
-    store = tile_store(paths, out, n_triplets=n, tile_size=tile, neighborhood=radius, seed=0,
-                       quiet=True)
-    assert store.triplets.shape[0] == n
+    Scenes are read by whole block rows (up to 64 MiB a read, GDAL decoding the blocks of a
+    read on all cores, its cache small: nothing is decoded twice) and dropped.
+    """
+    import rasterio  # in the child process only
+    from rasterio.windows import Window
+
+    count = 0
+    with rasterio.Env(GDAL_CACHEMAX=16 << 20, GDAL_NUM_THREADS="ALL_CPUS"):
+        for path in sorted(Path(img_dir).glob("*.tif")):
+            with rasterio.open(path) as ds:
+                count = ds.count
+                block_h = ds.block_shapes[0][0]
+                row_bytes = ds.width * ds.count * np.dtype(ds.dtypes[0]).itemsize
+                step = max(1, (64 << 20) // (row_bytes * block_h)) * block_h
+                for r0 in range(0, ds.height, step):
+                    ds.read(window=Window(0, r0, ds.width, min(step, ds.height - r0)))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    shape = (n, 3, count, tile, tile)
+    header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
+    chunk = np.ones(16 << 20, dtype=np.uint8)  # written 16 MiB at a time, like a writer
+    left = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    with open(Path(out) / "triplets.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        while left > 0:
+            f.write(chunk[:min(left, chunk.size)])
+            left -= chunk.size
 
 
-# ---------------------------------------------------------------- driver
+def child(method: str, img_dir: str, out: str, n: int, tile: int, radius: int,
+          dtype: str) -> None:
+    """Run one method in this (fresh) process."""
+    if method == "baseline":
+        run_baseline(img_dir, out, n, tile, radius, dtype)
+    else:
+        run_read_once(img_dir, out, n, tile, dtype)
 
 
-def child(method: str, img_dir: str, out: str, n: int, tile: int, radius: int) -> None:
-    """Run one method in this (fresh) process; print seconds and peak RSS as JSON."""
+def make_inputs(folder: Path, n_scenes: int, size: int, seed: int, layout: str,
+                dtype: str) -> None:
+    """4-band GeoTIFFs with smooth content and noise, in the given layout (deflate)."""
     import rasterio
-
-    fn = {"baseline": run_baseline, "ours": run_ours}[method]
-    if method == "ours":  # import time is not sampling time
-        import geoembed.samplers.tiling  # noqa: F401
-    with rasterio.Env(GDAL_CACHEMAX=int(GDAL_CACHE)):
-        t0 = time.perf_counter()
-        fn(img_dir, out, n, tile, radius)
-        seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "rss_mib": peak_rss_mib()}))
-
-
-def peak_rss_mib() -> float:
-    """Peak RSS of this process: VmHWM (ru_maxrss also counts the parent's peak before exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def make_inputs(folder: Path, n_scenes: int, size: int, seed: int, compress: str) -> None:
-    """Tiled 4-band uint8 GeoTIFFs with smooth content and noise."""
-    import rasterio
+    import rasterio.shutil
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    scale = 1 if dtype == "uint8" else 200
     for i in range(n_scenes):
         path = folder / f"scene_{i:02d}.tif"
+        tmp = folder / f".scene_{i:02d}.tmp.tif"
         x0 = 400_000 + 30_000 * (i % 8)
         y0 = 4_600_000 - 30_000 * (i // 8)
-        with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=4,
-                           dtype="uint8", crs="EPSG:32615",
-                           transform=from_origin(x0, y0, 2.0, 2.0), tiled=True,
-                           blockxsize=256, blockysize=256, compress=compress,
-                           photometric="minisblack") as ds:
+        layout_opts = ({"tiled": True, "blockxsize": 256, "blockysize": 256}
+                       if layout == "tiled256" else {})
+        target = tmp if layout == "cog512" else path
+        with rasterio.open(target, "w", driver="GTiff", width=size, height=size, count=4,
+                           dtype=dtype, crs="EPSG:32615",
+                           transform=from_origin(x0, y0, 2.0, 2.0), compress="deflate",
+                           photometric="minisblack", **layout_opts) as ds:
             xx = np.arange(size)
             periods = rng.uniform(20, 90, (4, 2))
             for r0 in range(0, size, 512):
@@ -245,20 +265,96 @@ def make_inputs(folder: Path, n_scenes: int, size: int, seed: int, compress: str
                     for b in range(4)
                 ])
                 block += rng.integers(-6, 7, block.shape)
-                ds.write(block.astype(np.uint8), window=Window(0, r0, size, len(yy)))
+                ds.write((block * scale).astype(dtype), window=Window(0, r0, size, len(yy)))
+        if layout == "cog512":  # what `gdal_translate -of COG -co COMPRESS=DEFLATE` writes
+            rasterio.shutil.copy(tmp, path, driver="COG", blocksize=512, compress="deflate")
+            tmp.unlink()
 
 
-def measure(method: str, img_dir: Path, n: int, tile: int, radius: int) -> dict:
-    out = WORK / f"out_{method}"
+def timed(cmd: list[str], out: Path, pythonpath: str | None = None) -> dict:
+    """Run ``cmd`` under ``/usr/bin/time -v``: wall seconds and peak RSS (MiB)."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--child", method, "--img-dir", str(img_dir),
-           "--child-out", str(out), "--n-triplets", str(n), "--tile", str(tile),
-           "--radius", str(radius)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    env = dict(os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {}))
+    res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
+                         cwd=ROOT if pythonpath is None else "/", env=env)
     shutil.rmtree(out, ignore_errors=True)
     if res.returncode != 0:
-        raise SystemExit(f"{method} failed:\n{res.stderr}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{cmd} failed:\n{res.stderr[-3000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", res.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
+    parts = [float(p) for p in wall.group(1).split(":")]
+    seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    return {"seconds": seconds, "rss_mib": int(rss.group(1)) / 1024}
+
+
+def command(method: str, img_dir: Path, out: Path, args: argparse.Namespace) -> list[str]:
+    """The command line of one method."""
+    if method in ("ours", "before"):
+        memory = ["--memory", str(args.memory)] if args.memory and method == "ours" else []
+        return [sys.executable, "-m", "geoembed.cli", "tile",
+                *sorted(str(p) for p in img_dir.glob("*.tif")), "--out", str(out),
+                "-n", str(args.n_triplets), "-t", str(args.tile), "-r", str(args.radius),
+                "--seed", "0", "--quiet", *memory]
+    return [sys.executable, __file__, "--child", method, "--img-dir", str(img_dir),
+            "--child-out", str(out), "--n-triplets", str(args.n_triplets), "--tile",
+            str(args.tile), "--radius", str(args.radius), "--dtype", args.dtype]
+
+
+def profile_ours(img_dir: Path, args: argparse.Namespace) -> None:
+    """cProfile of `geoembed tile` in this process (top functions by cumulative time)."""
+    import cProfile
+    import pstats
+
+    from geoembed.samplers.tiling import tile
+
+    out = WORK / "out_profile"
+    shutil.rmtree(out, ignore_errors=True)
+    paths = sorted(str(p) for p in img_dir.glob("*.tif"))
+    prof = cProfile.Profile()
+    prof.enable()
+    tile(paths, out, n_triplets=args.n_triplets, tile_size=args.tile,
+         neighborhood=args.radius, seed=0, quiet=True)
+    prof.disable()
+    shutil.rmtree(out, ignore_errors=True)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+
+
+METHODS = {"baseline": "Tile2Vec original (baseline)", "before": "geoembed tile, before",
+           "ours": "geoembed tile", "readonce": "read-once limit"}
+
+
+def run_case(key: str, label: str, n_scenes: int, size: int, args: argparse.Namespace
+             ) -> list[tuple]:
+    img_dir = WORK / f"inputs_{key}_{args.layout}_{args.dtype}_{size}_{n_scenes}"
+    if not img_dir.exists():
+        t0 = time.perf_counter()
+        make_inputs(img_dir, n_scenes, size, seed=ord(key), layout=args.layout,
+                    dtype=args.dtype)
+        print(f"{label}: inputs written in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.profile:
+        profile_ours(img_dir, args)
+        return []
+    best: dict[str, dict] = {}
+    for _ in range(args.repeat):
+        for method in args.methods.split(","):
+            if method == "before" and not args.before:
+                continue
+            out = WORK / f"out_{method}"
+            r = timed(command(method, img_dir, out, args), out,
+                      args.before if method == "before" else None)
+            print(f"  {label} {method}: {r}", file=sys.stderr)
+            if method not in best or r["seconds"] < best[method]["seconds"]:
+                best[method] = r
+    base, once = best.get("baseline"), best.get("readonce")
+    rows = []
+    for method, r in best.items():
+        rows.append((label, args.layout, METHODS[method], args.n_triplets / r["seconds"],
+                     r["seconds"], r["rss_mib"],
+                     base["seconds"] / r["seconds"] if base else float("nan"),
+                     r["seconds"] / once["seconds"] if once else float("nan"),
+                     r["rss_mib"] / base["rss_mib"] if base else float("nan")))
+    return rows
 
 
 def main() -> None:
@@ -271,76 +367,60 @@ def main() -> None:
     ap.add_argument("--radius", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=1, help="runs per method (best is kept)")
     ap.add_argument("--cases", default="ab")
-    ap.add_argument("--compress", default="deflate", choices=["deflate", "none"],
-                    help="compression of the input GeoTIFFs")
-    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "tile.md")
+    ap.add_argument("--layout", default="cog512", choices=LAYOUTS)
+    ap.add_argument("--dtype", default="uint8", choices=["uint8", "uint16"])
+    ap.add_argument("--methods", default="baseline,before,ours,readonce")
+    ap.add_argument("--memory", type=int, default=None, help="--memory MiB for ours")
+    ap.add_argument("--before", help="a copy of an earlier geoembed (a folder holding the "
+                    "geoembed package, cli/ as geoembed/cli) timed as method 'before'")
+    ap.add_argument("--profile", action="store_true", help="cProfile ours instead of timing")
+    ap.add_argument("--results", type=Path, default=None, help="write the table here")
     ap.add_argument("--keep-inputs", action="store_true")
-    ap.add_argument("--child", choices=["baseline", "ours"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["baseline", "readonce"], help=argparse.SUPPRESS)
     ap.add_argument("--img-dir", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.img_dir, args.child_out, args.n_triplets, args.tile,
-              args.radius)
+              args.radius, args.dtype)
         return
 
     cases = {
-        "a": (f"(a) 1 scene {args.size_a}x{args.size_a}x4 uint8", 1, args.size_a),
-        "b": (f"(b) {args.scenes_b} scenes {args.size_b}x{args.size_b}x4 uint8",
-              args.scenes_b, args.size_b),
+        "a": (f"(a) 1 scene {args.size_a}²x4 {args.dtype}", 1, args.size_a),
+        "b": (f"(b) {args.scenes_b} scenes {args.size_b}²x4 {args.dtype}", args.scenes_b,
+              args.size_b),
     }
+    load = os.getloadavg()[0]
     rows = []
     try:
         for key in args.cases:
-            label, n_scenes, size = cases[key]
-            img_dir = WORK / f"inputs_{key}"
-            t0 = time.perf_counter()
-            make_inputs(img_dir, n_scenes, size, seed=ord(key), compress=args.compress)
-            print(f"{label}: inputs written in {time.perf_counter() - t0:.0f} s",
-                  file=sys.stderr)
-            best: dict[str, dict] = {}
-            for _ in range(args.repeat):
-                for method in ("baseline", "ours"):
-                    r = measure(method, img_dir, args.n_triplets, args.tile, args.radius)
-                    print(f"  {method}: {r}", file=sys.stderr)
-                    if method not in best or r["seconds"] < best[method]["seconds"]:
-                        best[method] = r
-            if not args.keep_inputs:
-                shutil.rmtree(img_dir, ignore_errors=True)
-            base, ours = best["baseline"], best["ours"]
-            for method, r in (("Tile2Vec original (baseline)", base), ("geoembed tile", ours)):
-                rows.append((label, method, args.n_triplets / r["seconds"], r["seconds"],
-                             r["rss_mib"], base["seconds"] / r["seconds"],
-                             r["rss_mib"] / base["rss_mib"]))
+            rows += run_case(key, *cases[key], args)
     finally:
         if not args.keep_inputs:
             shutil.rmtree(WORK, ignore_errors=True)
+    if not args.profile:
+        text = table(rows, args, load)
+        print(text)
+        if args.results:
+            with args.results.open("a") as f:
+                f.write(text + "\n")
 
+
+def table(rows: list[tuple], args: argparse.Namespace, load: float) -> str:
+    """The markdown table of one run."""
     lines = [
-        "## Triplet sampling (`geoembed tile`) vs. the original Tile2Vec procedure",
-        "",
-        "Machine: Linux, 2 cores (shared), 24 GiB, no GPU, torch 2.14.1 CPU. "
         f"{args.n_triplets:,} triplets of {args.tile} x {args.tile} px, neighborhood "
-        f"{args.radius} px, best of {args.repeat} run(s) per method, each in its own "
-        "process (peak RSS = VmHWM of that process, imports included; time = the "
-        f"sampling call, imports excluded). Inputs: tiled (256 px) GeoTIFFs, compression "
-        f"{args.compress}; GDAL_CACHEMAX 32 MiB for both. Baseline: the published Tile2Vec "
-        "`get_triplet_imgs` + `get_triplet_tiles` (whole image in memory, reflect pad, loop "
-        "over all triplets per image, one `np.save` per tile). Ours: "
-        "`geoembed.samplers.tiling.tile` (one triplets.npy, footprints.gpkg, meta.json, band "
-        "statistics included).",
+        f"{args.radius} px; whole processes under `/usr/bin/time -v` (start-up and imports "
+        f"included), best of {args.repeat}; load average before the run {load:.1f}.",
         "",
-        "| case | method | triplets/s | seconds | peak RSS (MiB) | speed vs. baseline "
-        "| RSS vs. baseline |",
-        "|---|---|---|---|---|---|---|",
+        "| case | layout | method | triplets/s | wall s | peak RSS (MiB) | speed vs. baseline "
+        "| wall vs. read-once | RSS vs. baseline |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, method, tps, sec, rss, speed, rss_ratio in rows:
-        lines.append(f"| {label} | {method} | {tps:,.0f} | {sec:.1f} | {rss:,.0f} | "
-                     f"{speed:.1f}x | {rss_ratio:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
+    for label, layout, method, tps, sec, rss, speed, vs_once, rss_ratio in rows:
+        lines.append(f"| {label} | {layout} | {method} | {tps:,.0f} | {sec:.1f} | {rss:,.0f} "
+                     f"| {speed:.1f}x | {vs_once:.2f} | {rss_ratio:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
