@@ -197,3 +197,20 @@ def test_train_config_round_trips_through_the_checkpoint(store, tmp_path):
     # keyword arguments override the config's fields
     again = train(store, tmp_path / "run", config=config, epochs=2, resume=True)
     assert [int(r["epoch"]) for r in again.history] == [1, 2]
+
+
+def test_run_diverging_in_its_first_epoch_says_no_checkpoint_exists(store, tmp_path,
+                                                                    monkeypatch):
+    from geoembed.losses import Tile2VecLoss
+
+    real = Tile2VecLoss.__call__
+    monkeypatch.setattr(Tile2VecLoss, "__call__",
+                        lambda self, za, zn, zd: real(self, za, zn, zd) * float("nan"))
+    out = tmp_path / "run"
+    res = _run("train", store, "--out", out, "--epochs", "2", *TINY)
+    assert res.exit_code == 2
+    assert res.output.splitlines() == [
+        "Error: epoch 1/2: the loss became nan at batch 1; training stopped and no epoch "
+        "finished, so there is no checkpoint. Lower --lr, or check the input's band "
+        "statistics (constant or huge bands, nodata not declared)"]
+    assert not (out / "checkpoint.pt").exists()

@@ -292,12 +292,14 @@ def _train(run: _Run, dataset: Dataset, step: StepFn,
     return FitResult(history=history, checkpoint=run.checkpoint, model=run.model)
 
 
-def _check_finite(loss: torch.Tensor, desc: str, batch: int) -> None:
+def _check_finite(loss: torch.Tensor, desc: str, batch: int, checkpoint: Path) -> None:
     if not torch.isfinite(loss.detach()).all():
+        kept = ("the checkpoint of the last finished epoch is kept" if checkpoint.exists()
+                else "no epoch finished, so there is no checkpoint")
         raise TrainingDivergedError(
             f"{desc}: the loss became {loss.item()} at batch {batch}; training stopped and "
-            "the checkpoint of the last finished epoch is kept. Lower --lr, or check the "
-            "input's band statistics (constant or huge bands, nodata not declared)")
+            f"{kept}. Lower --lr, or check the input's band statistics (constant or huge "
+            "bands, nodata not declared)")
 
 
 def _run_epoch(run: _Run, step: StepFn, *, desc: str) -> dict[str, float]:
@@ -310,7 +312,7 @@ def _run_epoch(run: _Run, step: StepFn, *, desc: str) -> dict[str, float]:
     for i, batch in enumerate(bar):
         with autocast_context(run.device, run.cfg.amp):
             out = step(run.net, batch, run.to_device)
-        _check_finite(out.loss, desc, i + 1)
+        _check_finite(out.loss, desc, i + 1, run.checkpoint)
         run.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         run.optimizer.step()
