@@ -470,3 +470,19 @@ def test_image_windows_are_whole_pixels_in_the_scene(tmp_path):
     assert w == Window(10, 20, 50, 50)
     w = polygon_window((x0 + 1, y1 - 50 * PIXEL + 1, x0 + 50 * PIXEL - 1, y1 - 1), transform)
     assert w == Window(10, 20, 50, 50)
+
+
+def test_points_on_nodata_skip_untransformable_points(make_raster):
+    """A point that cannot be reprojected is not counted, and the others keep their rows."""
+    from pyproj import Transformer
+
+    from geoembed.trainers.weak_labels import _points_on_nodata
+
+    scene = open_scene(make_raster("s.tif", size=(32, 32), border=4))
+    to_lonlat = Transformer.from_crs(UTM_CRS, "EPSG:4326", always_xy=True)
+    cells = [(0, 0), (16, 16), (31, 2), (10, 20)]  # nodata, valid, nodata, valid
+    pts = [Point(*to_lonlat.transform(ORIGIN[0] + (c + 0.5) * PIXEL,
+                                      ORIGIN[1] - (r + 0.5) * PIXEL)) for r, c in cells]
+    pts.insert(1, Point(0, 95))  # latitude 95: no UTM coordinates
+    gdf = gpd.GeoDataFrame({"v": range(5)}, geometry=pts, crs="EPSG:4326", index=[9, 7, 5, 3, 1])
+    assert _points_on_nodata(gdf, scene).tolist() == [True, False, False, True, False]

@@ -222,12 +222,13 @@ def _points_on_nodata(gdf: Any, scene: Scene) -> np.ndarray:
     """Which features fall inside ``scene`` but on a nodata pixel (for drop counts)."""
     if len(gdf) == 0:
         return np.zeros(0, dtype=bool)
+    gdf = gdf.reset_index(drop=True)  # positions: to_crs drops untransformable features
     local = to_crs(gdf, scene.crs) if scene.crs is not None else gdf
     pts = local.geometry.representative_point()
     rows, cols = xy_to_rowcol(scene.transform, pts.x.to_numpy(), pts.y.to_numpy())
     inside = (rows >= 0) & (rows < scene.height) & (cols >= 0) & (cols < scene.width)
     out = np.zeros(len(gdf), dtype=bool)
-    out[inside] = ~pixel_validity(scene, rows[inside], cols[inside])
+    out[local.index.to_numpy()[inside]] = ~pixel_validity(scene, rows[inside], cols[inside])
     return out
 
 
