@@ -163,10 +163,10 @@ def _inside_mask(window: Window, width: int, height: int, shape: tuple[int, int]
 
 def _window_text(window: Window | None) -> str:
     if window is None:
-        return "the whole raster"
+        return "of the whole raster"
     w = Window(*(int(round(v)) for v in (window.col_off, window.row_off, window.width,
                                          window.height)))
-    return f"window (col {w.col_off}, row {w.row_off}, {w.width} x {w.height})"
+    return f"at window (col {w.col_off}, row {w.row_off}, {w.width} x {w.height})"
 
 
 def _gdal_message(exc: BaseException) -> str:
@@ -200,7 +200,7 @@ def read_errors(path: str | os.PathLike, window: Window | None = None) -> Iterat
     except (RasterioIOError, CPLE_BaseError) as exc:
         cause = ("the download failed or the file is truncated or corrupt" if is_remote(path)
                  else "the file may be truncated or corrupt")
-        raise RasterError(f"{os.fspath(path)}: cannot read pixels at {_window_text(window)}: "
+        raise RasterError(f"{os.fspath(path)}: cannot read pixels {_window_text(window)}: "
                           f"{_gdal_message(exc)}; {cause}") from exc
 
 
