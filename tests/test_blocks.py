@@ -168,3 +168,28 @@ def test_tiles_equal_direct_reads(tmp_path, monkeypatch, name, rows_in_budget, m
             # the nodata fraction from the pixels read (a 120 x 200 block of zeros)
             assert frac[i] == pytest.approx((ds.read_masks(1, window=win) == 0).mean())
     assert frac.max() > 0  # some windows do overlap the nodata block
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_read_windows_pixels_and_validity_equal_direct_reads(tmp_path, mask):
+    """read_windows (evaluate's label tiles): pixels and per-pixel validity equal rasterio's
+    reads and masks, for windows inside, across the nodata block and off the scene's edge."""
+    path = write_layout(tmp_path / "s.tif", "cog512", nodata=None if mask else 0)
+    if mask:
+        with rasterio.open(path, "r+") as ds:
+            m = np.full((1100, 1300), 255, dtype=np.uint8)
+            m[300:420, 500:700] = 0
+            ds.write_mask(m)
+    scene = open_scene(path)
+    rows, cols = windows(200, (1100, 1300), seed=3)
+    rows = np.r_[rows, -5, 1090, 410, 0]  # off the top, off the bottom, on the nodata block
+    cols = np.r_[cols, 40, 1290, 490, -T]  # ..., one wholly outside (left)
+    data, valid = tiles_mod.read_windows(scene, rows, cols, T, memory=1300 * 6 * 600)
+    with rasterio.open(path) as ds:
+        for i in range(len(rows)):
+            win = Window(int(cols[i]), int(rows[i]), T, T)
+            expected = ds.read(window=win, boundless=True, fill_value=0)
+            ok = ds.read_masks(1, window=win, boundless=True) > 0
+            np.testing.assert_array_equal(valid[i], ok)
+            np.testing.assert_array_equal(np.where(ok, data[i], 0), np.where(ok, expected, 0))
+    assert not valid[-1].any() and 0 < valid[-2].mean() < 1 and valid[:200].mean() > 0.9

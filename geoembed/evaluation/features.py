@@ -35,7 +35,10 @@ from geoembed.errors import CRSError, RasterError, first_line
 from geoembed.io.embeddings import embedding_info, sample_embeddings
 from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.scenes import BandStats, Scene, normalize, open_dataset
+from geoembed.io.tiles import read_windows
 
+CHUNK_BYTES = 64 << 20
+"""Label tiles read in one block-aware pass, in bytes of pixels."""
 NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
 
 
@@ -49,30 +52,26 @@ def read_tile(scene: Scene, row: int, col: int, tile: int) -> tuple[np.ndarray, 
 
     Parts outside the scene are zeros marked invalid (only the inside part is read).
     """
-    win = tile_window(row, col, tile)
-    if scene.window_in_bounds(win):
-        return scene.read_with_mask(win)
-    r0, c0 = int(win.row_off), int(win.col_off)
-    rr0, rr1 = max(r0, 0), min(r0 + tile, scene.height)
-    cc0, cc1 = max(c0, 0), min(c0 + tile, scene.width)
-    data = np.zeros((scene.count, tile, tile), dtype=scene.dtype)
-    valid = np.zeros((tile, tile), dtype=bool)
-    if rr1 > rr0 and cc1 > cc0:
-        part, ok = scene.read_with_mask(Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
-        data[:, rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = part
-        valid[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = ok
-    return data, valid
+    data, valid = read_windows(scene, [row - tile // 2], [col - tile // 2], tile)
+    return data[0], valid[0]
 
 
 def iter_label_tiles(scene: Scene, rows: np.ndarray, cols: np.ndarray, tile: int,
                      batch_size: int) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """Yield ``(slice, tiles (B, C, t, t), valid (B, t, t))`` for consecutive label batches."""
-    for start in range(0, len(rows), batch_size):
-        stop = min(start + batch_size, len(rows))
-        pairs = [read_tile(scene, int(r), int(c), tile)
-                 for r, c in zip(rows[start:stop], cols[start:stop], strict=True)]
-        yield (slice(start, stop), np.stack([p[0] for p in pairs]),
-               np.stack([p[1] for p in pairs]))
+    """Yield ``(slice, tiles (B, C, t, t), valid (B, t, t))`` for consecutive label batches.
+
+    Tiles are read in chunks of labels of about :data:`CHUNK_BYTES`, each chunk in one
+    block-aware pass over the scene (:func:`geoembed.io.tiles.read_windows`).
+    """
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    tile_bytes = scene.count * tile * tile * np.dtype(scene.dtype).itemsize
+    chunk = max(batch_size, CHUNK_BYTES // tile_bytes // batch_size * batch_size)
+    for c0 in range(0, len(rows), chunk):
+        c1 = min(c0 + chunk, len(rows))
+        data, valid = read_windows(scene, rows[c0:c1] - tile // 2, cols[c0:c1] - tile // 2, tile)
+        for start in range(c0, c1, batch_size):
+            stop = min(start + batch_size, c1)
+            yield slice(start, stop), data[start - c0:stop - c0], valid[start - c0:stop - c0]
 
 
 def tile_statistics(norm: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -91,15 +90,19 @@ def random_tile_sample(scene: Scene, tile: int, n_tiles: int, stats: BandStats |
         raise RasterError(f"tile size {tile} px is larger than the scene "
                           f"({scene.width}x{scene.height})")
     rng = np.random.default_rng(seed)
+    pos = np.array([(rng.integers(0, scene.height - tile + 1),
+                     rng.integers(0, scene.width - tile + 1)) for _ in range(n_tiles * 4)],
+                   dtype=np.int64).reshape(-1, 2)
     out: list[np.ndarray] = []
-    for _ in range(n_tiles * 4):
+    for start in range(0, len(pos), n_tiles):  # the first n_tiles mostly valid positions
+        data, valid = read_windows(scene, pos[start:start + n_tiles, 0],
+                                   pos[start:start + n_tiles, 1], tile)
+        ok = valid.mean(axis=(1, 2)) >= min_valid
+        out.extend(normalize(d, stats, v).reshape(-1) for d, v in zip(data[ok], valid[ok],
+                                                                       strict=True))
         if len(out) >= n_tiles:
+            out = out[:n_tiles]
             break
-        row = int(rng.integers(0, scene.height - tile + 1))
-        col = int(rng.integers(0, scene.width - tile + 1))
-        data, valid = scene.read_with_mask(Window(col, row, tile, tile))
-        if valid.mean() >= min_valid:
-            out.append(normalize(data, stats, valid).reshape(-1))
     if len(out) < 2:
         raise RasterError(f"{scene.name}: fewer than 2 mostly valid {tile}x{tile} tiles found "
                           "for the PCA baseline")

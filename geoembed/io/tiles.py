@@ -39,9 +39,10 @@ GDAL_THREADS = "ALL_CPUS"
 BATCH = 512  # windows cut out of a buffer at once
 _EPS = 1e-9  # tolerance on the nodata fraction
 
-Sink = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+Sink = Callable[..., None]
 """``sink(triplet_indices, role_indices, tiles (k, C, T, T))`` receives the pixels of valid
-windows, each call sorted by (triplet, role)."""
+windows, each call sorted by (triplet, role); a :class:`TileReader` made with
+``validity=True`` also passes the windows' pixel validity ``(k, T, T)`` as a fourth argument."""
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,16 @@ class TileReader:
         tile_size: window side ``T`` in pixels.
         max_nodata: largest nodata fraction of a window sent to the sink.
         memory: budget in bytes for the pixels held at once by a scene's pass.
+        validity: also send each window's pixel validity ``(k, T, T)`` to the sink.
     """
 
     def __init__(self, scenes: Sequence[Scene], tile_size: int, max_nodata: float,
-                 memory: int = DEFAULT_MEMORY) -> None:
+                 memory: int = DEFAULT_MEMORY, *, validity: bool = False) -> None:
         self.scenes = list(scenes)
         self.tile_size = int(tile_size)
         self.max_nodata = float(max_nodata)
         self.memory = int(memory)
+        self.with_validity = bool(validity)
         self.validity = [PixelValidity.of(s) for s in self.scenes]
         self.reads = 0  # rasterio reads so far (for tests and profiles)
 
@@ -185,15 +188,59 @@ class TileReader:
             idx = idx[np.lexsort((r_idx[idx], t_idx[idx]))]
             rr, cc = rows[idx] - origin[0], cols[idx] - origin[1]
             tiles = sliding_window_view(data, (t, t), axis=(1, 2)).transpose(1, 2, 0, 3, 4)[rr, cc]
+            bad = None
             if invalid is not None:
                 bad = sliding_window_view(invalid, (t, t))[rr, cc]
                 frac[idx] = bad.mean(axis=(1, 2))
-            self._emit(idx, frac, t_idx, r_idx, tiles, sink)
+            extra: tuple[np.ndarray, ...] = ()
+            if self.with_validity:
+                extra = (np.ones((len(idx), t, t), dtype=bool) if bad is None else ~bad,)
+            self._emit(idx, frac, t_idx, r_idx, (tiles, *extra), sink)
 
     def _emit(self, idx: np.ndarray, frac: np.ndarray, t_idx: np.ndarray, r_idx: np.ndarray,
-              tiles: np.ndarray, sink: Sink) -> None:
+              arrays: tuple[np.ndarray, ...], sink: Sink) -> None:
         ok = frac[idx] <= self.max_nodata + _EPS
         if ok.all():
-            sink(t_idx[idx], r_idx[idx], tiles)
+            sink(t_idx[idx], r_idx[idx], *arrays)
         elif ok.any():
-            sink(t_idx[idx[ok]], r_idx[idx[ok]], tiles[ok])
+            sink(t_idx[idx[ok]], r_idx[idx[ok]], *(a[ok] for a in arrays))
+
+
+def _read_clipped(scene: Scene, row: int, col: int, tile: int, data: np.ndarray,
+                  valid: np.ndarray) -> None:
+    """Read the part of the window at top-left (row, col) inside the scene into ``data``
+    ``(C, T, T)`` and ``valid`` ``(T, T)`` (zeros, invalid, stay outside)."""
+    rr0, rr1 = max(row, 0), min(row + tile, scene.height)
+    cc0, cc1 = max(col, 0), min(col + tile, scene.width)
+    if rr1 > rr0 and cc1 > cc0:
+        part, ok = scene.read_with_mask(Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+        data[:, rr0 - row:rr1 - row, cc0 - col:cc1 - col] = part
+        valid[rr0 - row:rr1 - row, cc0 - col:cc1 - col] = ok
+
+
+def read_windows(scene: Scene, rows: np.ndarray, cols: np.ndarray, tile: int, *,
+                 memory: int = DEFAULT_MEMORY) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``(n, C, T, T)`` and validity ``(n, T, T)`` of the windows at top-left ``rows,
+    cols``, in their order.
+
+    Windows inside the scene are read in one block-aware pass (:class:`TileReader`: every
+    block decoded once); the parts of windows outside the scene are zeros marked invalid.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    n = len(rows)
+    data = np.zeros((n, scene.count, tile, tile), dtype=scene.dtype)
+    valid = np.zeros((n, tile, tile), dtype=bool)
+    inside = ((rows >= 0) & (cols >= 0) & (rows + tile <= scene.height)
+              & (cols + tile <= scene.width))
+    idx = np.flatnonzero(inside)
+    if len(idx):
+        def sink(t: np.ndarray, _r: np.ndarray, tiles: np.ndarray, ok: np.ndarray) -> None:
+            data[t], valid[t] = tiles, ok
+
+        reader = TileReader([scene], tile, max_nodata=1.0, memory=memory, validity=True)
+        zeros = np.zeros(len(idx), dtype=np.int64)
+        reader.fetch(zeros, rows[idx], cols[idx], idx, zeros, sink)
+    for i in np.flatnonzero(~inside):
+        _read_clipped(scene, int(rows[i]), int(cols[i]), tile, data[i], valid[i])
+    return data, valid
