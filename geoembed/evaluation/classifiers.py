@@ -1,5 +1,5 @@
-"""Classifiers on features: the linear probe and the random forest, out-of-fold predictions
-(scikit-learn's ``cross_val_predict``) and learning curves.
+"""Classifiers on features: the linear probe, the random forest and gradient boosting,
+out-of-fold predictions (scikit-learn's ``cross_val_predict``) and learning curves.
 
 Features are standardised inside each fold (a ``StandardScaler`` in the pipeline, fitted on
 the training part only). Every fit goes through :class:`ProbeClassifier` and
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -31,11 +31,14 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 def make_classifier(name: str, seed: int = 0) -> Pipeline:
-    """StandardScaler + LogisticRegression (``logreg``) or RandomForest (``rf``) pipeline."""
+    """StandardScaler + LogisticRegression (``logreg``), RandomForest (``rf``) or
+    HistGradientBoosting (``hgb``) pipeline."""
     if name == "logreg":
         model: Any = LogisticRegression(max_iter=2000)
     elif name == "rf":
         model = RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=seed)
+    elif name == "hgb":
+        model = HistGradientBoostingClassifier(random_state=seed)
     else:
         raise InputError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)}")
     return make_pipeline(StandardScaler(), model)
@@ -48,8 +51,8 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
     classifiers refuse to fit one class; a small learning-curve subset can hold one).
 
     Args:
-        name: ``"logreg"`` or ``"rf"``.
-        seed: the random forest's ``random_state``.
+        name: ``"logreg"``, ``"rf"`` or ``"hgb"``.
+        seed: the random forest's / gradient boosting's ``random_state``.
     """
 
     def __init__(self, name: str = "logreg", seed: int = 0) -> None:

@@ -15,9 +15,12 @@ from typing import Any
 
 from geoembed.errors import InputError
 
-CLASSIFIERS = ("logreg", "rf")
+CLASSIFIERS = ("logreg", "rf", "hgb")
+BOTH_CLASSIFIERS = ("logreg", "rf")  # what classifier="both" means
 CV_SCHEMES = ("spatial", "random")
-FEATURE_SETS = ("embedding", "bands", "tile-stats", "random-encoder", "pca", "embedding+bands")
+FEATURE_SETS = ("embedding", "bands", "tile-stats", "random-encoder", "pca", "embedding+bands",
+                "random-features")
+OPT_IN_FEATURES = ("random-features",)  # computed only when asked for by name
 DEFAULT_SIZES: tuple[int | str, ...] = (10, 20, 50, 100, 200, 500, "all")
 DEFAULT_TILE = 50
 
@@ -92,6 +95,7 @@ class EvaluateConfig:
     tile_size: int | None = None
     bands: Sequence[int] | None = None
     pca_tiles: int = 1000
+    n_random_features: int = 1024
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"
@@ -101,7 +105,8 @@ class EvaluateConfig:
     plots: bool = True
 
     def __post_init__(self) -> None:
-        self.classifier = check_names(self.classifier, CLASSIFIERS, "classifier")
+        self.classifier = check_names(BOTH_CLASSIFIERS if self.classifier == "both"
+                                      else self.classifier, CLASSIFIERS, "classifier")
         self.cv = check_names(self.cv, CV_SCHEMES, "CV scheme")
         self.learning_curve_sizes = check_sizes(self.learning_curve_sizes)
         if self.features is not None:
@@ -114,15 +119,18 @@ class EvaluateConfig:
                 (self.tile_size, 1, "--tile-size"),
                 (self.batch_size, 1, "--batch-size")):
             _at_least(value, minimum, option)
+        if self.n_random_features < 2 or self.n_random_features % 2:
+            raise InputError("--n-random-features must be an even number of at least 2")
 
     def feature_names(self) -> list[str]:
-        """The feature sets to compute: the requested ones, else every available one."""
+        """The feature sets to compute: the requested ones, else every available one but the
+        opt-in ones (:data:`OPT_IN_FEATURES`)."""
         has_ckpt, has_emb = self.checkpoint is not None, self.embeddings is not None
         available = [n for n in FEATURE_SETS
                      if not (n in ("embedding", "embedding+bands") and not (has_ckpt or has_emb))
                      and not (n == "random-encoder" and not has_ckpt)]
         if self.features is None:
-            return available
+            return [n for n in available if n not in OPT_IN_FEATURES]
         missing = [n for n in self.features if n not in available]
         if missing:
             need = "--checkpoint" if "random-encoder" in missing and has_emb \
@@ -131,5 +139,6 @@ class EvaluateConfig:
         return list(self.features)
 
 
-__all__ = ["CLASSIFIERS", "CV_SCHEMES", "DEFAULT_SIZES", "DEFAULT_TILE", "FEATURE_SETS",
+__all__ = ["BOTH_CLASSIFIERS", "CLASSIFIERS", "CV_SCHEMES", "DEFAULT_SIZES", "DEFAULT_TILE",
+           "FEATURE_SETS", "OPT_IN_FEATURES",
            "EvaluateConfig", "check_names", "check_size", "check_sizes"]

@@ -4,7 +4,7 @@
 (:mod:`~geoembed.evaluation.inputs`), computes feature sets for them
 (:mod:`~geoembed.evaluation.features`), makes spatial and/or random folds
 (:mod:`~geoembed.evaluation.folds`), cross-validates a logistic regression (the linear probe)
-and/or a random forest on each feature set with a learning curve
+and/or a random forest (or gradient boosting) on each feature set with a learning curve
 (:mod:`~geoembed.evaluation.classifiers`), scores them (:mod:`geoembed.metrics`)
 and writes the report and plots (:mod:`~geoembed.evaluation.report`,
 :mod:`~geoembed.evaluation.plots`). ``cv=("spatial", "random")`` reports both schemes so that
@@ -37,6 +37,7 @@ from geoembed.evaluation.inputs import (
     open_inputs,
     tile_from_tags,
 )
+from geoembed.evaluation.random_features import fit_on_tile_sample
 from geoembed.evaluation.report import EvaluationResult, build_report, write_outputs
 from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.outputs import check_output
@@ -65,15 +66,19 @@ def _tile_spec(scn: Scene, em: Any, need: set[str], tile: int, cfg: EvaluateConf
                emb_bands: int | None) -> TileFeatureSpec:
     """Band statistics, encoders and PCA for the tile-based feature sets in ``need``."""
     stats = em.band_stats if em is not None else (
-        band_statistics([scn], seed=cfg.seed) if need & {"tile-stats", "pca"} else None)
+        band_statistics([scn], seed=cfg.seed)
+        if need & {"tile-stats", "pca", "random-features"} else None)
     spec = TileFeatureSpec(tile=tile, stats=stats, batch_size=cfg.batch_size)
     unlabelled = None
-    if need & {"pca", "random-encoder"}:
+    if need & {"pca", "random-encoder", "random-features"}:
         unlabelled = random_tile_sample(scn, tile, cfg.pca_tiles, stats, seed=cfg.seed)
     if em is not None:
         calib = None if unlabelled is None else \
             unlabelled.reshape(len(unlabelled), scn.count, tile, tile)[:512]
         _add_encoders(spec, em, need, cfg, calib)
+    if "random-features" in need:
+        spec.random_features = fit_on_tile_sample(unlabelled, scn.count, tile, seed=cfg.seed,
+                                                  n_features=cfg.n_random_features)
     if "pca" in need:
         z = em.z_dim if em is not None else (emb_bands or PCA_MAX_COMPONENTS)
         spec.pca = fit_tile_pca(unlabelled, n_components=min(z, PCA_MAX_COMPONENTS),
@@ -178,16 +183,20 @@ def evaluate(scene: str | os.PathLike, out: str | os.PathLike, *,
               polygon; default one point inside each).
             - ``checkpoint`` (``tile2vec``: ``embedding`` from tiles around labels; enables
               ``random-encoder``) or ``embeddings`` (GeoTIFF sampled at the labels); with
-              neither, only the baselines (``bands``, ``tile-stats``, ``pca``) run.
+              neither, only the baselines (``bands``, ``tile-stats``, ``pca``; and
+              ``random-features`` when asked for) run.
             - ``features`` (names of :data:`~geoembed.evaluation.config.FEATURE_SETS`;
-              default every available one), ``classifier`` (``logreg``, ``rf`` or both),
+              default every available one but ``random-features``), ``classifier``
+              (``logreg``, ``rf``, ``hgb`` = HistGradientBoosting, or ``both`` = logreg
+              and rf),
               ``cv`` (``spatial``, ``random`` or both), ``folds`` (5), ``block_size``
               (spatial block side in pixels, default 4 tiles), ``learning_curve_sizes``
               (ints and ``"all"``; empty or ``"none"`` for none), ``repeats`` (5).
             - ``tile_size`` (for ``tile-stats``/``pca`` without a checkpoint; default the
               embedding raster's ``tile_size`` tag, else 50), ``bands`` (1-based; default
               the checkpoint's, else all), ``pca_tiles`` (1000 unlabelled random tiles for the
-              PCA; the first 512 also calibrate the random encoder's BatchNorm),
+              PCA and the random features' filters; the first 512 also calibrate the
+              random encoder's BatchNorm), ``n_random_features`` (1024, even),
               ``batch_size`` (64), ``seed`` (folds, subsets, random encoder, PCA tiles,
               forests), ``device`` (``auto``), ``allow_no_crs``, ``overwrite``, ``quiet``,
               ``plots`` (write ``learning_curve.png`` and ``confusion.png``).

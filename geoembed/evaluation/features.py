@@ -11,6 +11,9 @@ Every feature set describes one labelled pixel:
 - ``pca``: principal components of the flattened, normalised tile, fitted on unlabelled random
   tiles of the scene (the unsupervised baseline of the Tile2Vec paper); as many components as
   the embedding has dimensions, at most 64.
+- ``random-features``: random convolutional features (MOSAIKS): filters from whitened random
+  patches of the same unlabelled tiles, ReLU responses averaged over the tile's valid
+  positions (:mod:`~geoembed.evaluation.random_features`). Computed only when asked for.
 - ``embedding+bands``: both concatenated.
 
 Tiles are read one window per label (never the whole scene). A tile that leaves the scene, or
@@ -39,7 +42,7 @@ from geoembed.io.tiles import read_windows
 
 CHUNK_BYTES = 64 << 20
 """Label tiles read in one block-aware pass, in bytes of pixels."""
-NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca")
+NEEDS_TILES = ("embedding", "tile-stats", "random-encoder", "pca", "random-features")
 
 
 def tile_window(row: int, col: int, tile: int) -> Window:
@@ -125,6 +128,8 @@ class TileFeatureSpec:
         encoder: trained encoder (for ``embedding``), or None.
         random_encoder: untrained encoder (for ``random-encoder``), or None.
         pca: fitted sklearn PCA (for ``pca``), or None.
+        random_features: fitted
+            :class:`~geoembed.evaluation.random_features.RandomConvFeatures`, or None.
         device: torch device for the encoders.
         batch_size: labels per batch.
     """
@@ -134,6 +139,7 @@ class TileFeatureSpec:
     encoder: Any = None
     random_encoder: Any = None
     pca: Any = None
+    random_features: Any = None
     device: Any = "cpu"
     batch_size: int = 64
 
@@ -166,6 +172,8 @@ def label_features(scene: Scene, rows: np.ndarray, cols: np.ndarray, names: Sequ
             chunks["tile-stats"].append(tile_statistics(norm, valid))
         if "pca" in want:
             chunks["pca"].append(spec.pca.transform(norm.reshape(len(norm), -1)))
+        if "random-features" in want:
+            chunks["random-features"].append(spec.random_features.transform(norm, valid))
         for name, model in (("embedding", spec.encoder), ("random-encoder", spec.random_encoder)):
             if name in want:
                 chunks[name].append(encode_batch(model, norm, spec.device))
