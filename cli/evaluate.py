@@ -18,6 +18,7 @@ from geoembed.cli.options import (
 
 from geoembed.errors import InputError
 from geoembed.evaluation.config import (
+    BOTH_CLASSIFIERS,
     CLASSIFIERS,
     CV_SCHEMES,
     FEATURE_SETS,
@@ -67,9 +68,13 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
               help="Output directory (report.json, predictions.csv, plots).")
 @click.option("--features", type=FEATURES, default=None, metavar="NAMES",
               help="Comma-separated feature sets: embedding, bands, tile-stats, random-encoder "
-                   "(needs --checkpoint), pca, embedding+bands.  [default: all available]")
-@click.option("--classifier", type=click.Choice(["logreg", "rf", "both"]), default="logreg",
-              show_default=True, help="Logistic regression (linear probe), random forest, or both.")
+                   "(needs --checkpoint), pca, embedding+bands, random-features (MOSAIKS "
+                   "random convolutional features).  [default: all available but "
+                   "random-features]")
+@click.option("--classifier", type=click.Choice([*CLASSIFIERS, "both"]), default="logreg",
+              show_default=True,
+              help="Logistic regression (linear probe), random forest, histogram gradient "
+                   "boosting, or both (logreg and rf).")
 @click.option("--cv", type=click.Choice(["spatial", "random", "both"]), default="spatial",
               show_default=True,
               help="Cross-validation: spatial blocks (honest), random (leaky), or both.")
@@ -88,6 +93,9 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
                    "raster's tile_size tag, else 50]")
 @click.option("--pca-tiles", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Unlabelled random tiles the PCA baseline is fitted on.")
+@click.option("--n-random-features", type=click.IntRange(min=2), default=1024,
+              show_default=True,
+              help="Number of random-features columns (even; half as many random filters).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Labels per encoder batch.")
 @bands_option
@@ -103,14 +111,16 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
                      embeddings: str | None, out: Path, features: tuple[str, ...] | None,
                      classifier: str, cv: str, folds: int, block_size: int | None,
                      learning_curve: tuple[int | str, ...] | None,
-                     repeats: int, tile_size: int | None, pca_tiles: int, batch_size: int,
+                     repeats: int, tile_size: int | None, pca_tiles: int,
+                     n_random_features: int, batch_size: int,
                      bands: tuple[int, ...] | None, seed: int, device: str, allow_no_crs: bool,
                      overwrite: bool, quiet: bool) -> None:
     """Cross-validate land-cover classifiers on embeddings and on baselines.
 
     For each labelled pixel: the embedding, the band values, tile mean/std, an untrained
-    encoder's embedding, and PCA of the tile; each with logistic regression and/or a random
-    forest, under spatially blocked (and/or random) cross-validation. Writes report.json,
+    encoder's embedding, PCA of the tile and (when asked for) random convolutional features;
+    each with logistic regression, a random forest and/or gradient boosting, under spatially
+    blocked (and/or random) cross-validation. Writes report.json,
     predictions.csv, learning_curve.png and confusion.png to --out and prints a table.
 
     \b
@@ -124,10 +134,11 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
         labels=labels, label_column=label_column, labels_raster=labels_raster,
         max_labels=max_labels, polygon_samples=polygon_samples, checkpoint=checkpoint,
         embeddings=embeddings, features=features,
-        classifier=CLASSIFIERS if classifier == "both" else (classifier,),
+        classifier=BOTH_CLASSIFIERS if classifier == "both" else (classifier,),
         cv=CV_SCHEMES if cv == "both" else (cv,), folds=folds, block_size=block_size,
         learning_curve_sizes=learning_curve or (), repeats=repeats, tile_size=tile_size,
-        bands=bands, pca_tiles=pca_tiles, batch_size=batch_size, seed=seed, device=device,
+        bands=bands, pca_tiles=pca_tiles, n_random_features=n_random_features,
+        batch_size=batch_size, seed=seed, device=device,
         allow_no_crs=allow_no_crs, overwrite=overwrite, quiet=quiet)
     result = run_evaluation(scene, out, config)
     rep = result.report
