@@ -1,0 +1,1 @@
+"""Land-cover maps: class maps from embeddings, area estimates and scoring against a reference."""
