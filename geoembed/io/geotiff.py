@@ -21,6 +21,7 @@ class RasterWriter:
     Data go to a temporary file next to the output, renamed into place when the ``with``
     block ends without error (an interrupted run leaves nothing at the output path).
     With ``cog=True`` the result is converted to a Cloud Optimized GeoTIFF with overviews.
+    ``colormap`` (``{code: (r, g, b[, a])}``, uint8 / uint16 rasters) is band 1's colour table.
 
     Example:
         >>> with RasterWriter(path, width=w, height=h, count=3, dtype="float32",
@@ -33,6 +34,7 @@ class RasterWriter:
                  descriptions: Sequence[str] | None = None, tags: dict[str, Any] | None = None,
                  band_tags: Sequence[dict[str, Any]] | None = None, overwrite: bool = False,
                  cog: bool = False, blocksize: int = 256, compress: str = "deflate",
+                 colormap: dict[int, Sequence[int]] | None = None,
                  overview_resampling: str = "average") -> None:
         self.path = check_output(path, overwrite)
         self.cog = cog
@@ -58,6 +60,7 @@ class RasterWriter:
         self._descriptions = list(descriptions) if descriptions is not None else None
         self._tags = {k: str(v) for k, v in (tags or {}).items()}
         self._band_tags = band_tags
+        self._colormap = colormap
         self._ds: Any = None
 
     def __enter__(self) -> RasterWriter:
@@ -70,6 +73,8 @@ class RasterWriter:
         if self._band_tags:
             for i, t in enumerate(self._band_tags, start=1):
                 self._ds.update_tags(i, **{k: str(v) for k, v in t.items()})
+        if self._colormap:
+            self._ds.write_colormap(1, {int(k): tuple(v) for k, v in self._colormap.items()})
         return self
 
     @property
