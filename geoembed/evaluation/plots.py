@@ -10,12 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 
 def plot_learning_curves(path: Path, results: Sequence[dict]) -> None:
-    """Accuracy and macro-F1 (mean +- std) against training labels, one column per CV scheme."""
+    """Accuracy and macro-F1 (mean +- std) against training labels, one column per CV scheme:
+    one line per feature set (each embedding source is one) and classifier, a colour per
+    feature set and a line style per classifier."""
     schemes = list(dict.fromkeys(r["cv"] for r in results))
+    names = list(dict.fromkeys(r["features"] for r in results))
+    palette = colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    colour = {n: palette[i % len(palette)] for i, n in enumerate(names)}
+    style = {c: ("-", "--", ":", "-.")[i % 4]
+             for i, c in enumerate(dict.fromkeys(r["classifier"] for r in results))}
     fig = Figure(figsize=(6 * len(schemes), 8))
     axes = fig.subplots(2, len(schemes), squeeze=False)
     for j, scheme in enumerate(schemes):
@@ -26,8 +34,10 @@ def plot_learning_curves(path: Path, results: Sequence[dict]) -> None:
                 m = np.array([p[f"{key}_mean"] for p in lc])
                 s = np.array([p[f"{key}_std"] for p in lc])
                 ax = axes[i, j]
-                ax.plot(n, m, marker="o", label=f"{r['features']} / {r['classifier']}")
-                ax.fill_between(n, m - s, m + s, alpha=0.15)
+                ax.plot(n, m, marker="o", color=colour[r["features"]],
+                        linestyle=style[r["classifier"]],
+                        label=f"{r['features']} / {r['classifier']}")
+                ax.fill_between(n, m - s, m + s, color=colour[r["features"]], alpha=0.15)
         for i, key in enumerate(("accuracy", "macro-F1")):
             ax = axes[i, j]
             ax.set_xscale("log")
@@ -44,8 +54,9 @@ def plot_learning_curves(path: Path, results: Sequence[dict]) -> None:
     fig.savefig(path, dpi=100)
 
 
-def plot_confusion(path: Path, row: dict) -> None:
-    """Row-normalised confusion matrix of one result row, with counts."""
+def plot_confusion(path: Path, row: dict, title: str | None = None) -> None:
+    """Row-normalised confusion matrix of one result row, with counts (``title``: default
+    features / classifier / CV and the scores)."""
     cm = np.asarray(row["confusion_matrix"], dtype=float)
     names = row["class_order"]
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -61,8 +72,10 @@ def plot_confusion(path: Path, row: dict) -> None:
         for j in range(len(names)):
             ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(f"{row['features']} / {row['classifier']} / {row['cv']} CV: "
-                 f"accuracy {row['accuracy']:.3f}, macro-F1 {row['macro_f1']:.3f}", fontsize=9)
+    if title is None:
+        title = (f"{row['features']} / {row['classifier']} / {row['cv']} CV: "
+                 f"accuracy {row['accuracy']:.3f}, macro-F1 {row['macro_f1']:.3f}")
+    ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
