@@ -57,13 +57,15 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
               help="Use a random subset of at most this many labels.  [default: all]")
 @click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
               help="Random points per polygon.  [default: one point inside each polygon]")
-@click.option("--checkpoint", type=_PATH, default=None,
+@click.option("--checkpoint", multiple=True, metavar="[NAME=]PATH",
               help="Trained tile2vec checkpoint: embeds the tile centered on each label.  "
-                   "[default: none; with neither --checkpoint nor --embeddings only the "
-                   "baselines run]")
-@click.option("--embeddings", type=_RASTER, default=None,
-              help="Embedding GeoTIFF (geoembed embed) sampled at the labels, instead of "
-                   "--checkpoint.  [default: none]")
+                   "Repeatable; each source is its own feature set, named NAME (default: "
+                   "'embedding' for a single source, else the file stem).  [default: none; "
+                   "with neither --checkpoint nor --embeddings only the baselines run]")
+@click.option("--embeddings", multiple=True, metavar="[NAME=]PATH",
+              help="Embedding raster (geoembed embed, or any multi-band GeoTIFF in any CRS) "
+                   "sampled at the labels.  Repeatable, like --checkpoint; every source is "
+                   "evaluated on the same labels and folds, and ranked.  [default: none]")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (report.json, predictions.csv, plots).")
 @click.option("--features", type=FEATURES, default=None, metavar="NAMES",
@@ -107,8 +109,8 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
 @handle_errors
 def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
                      labels_raster: str | None, max_labels: int | None,
-                     polygon_samples: int | None, checkpoint: Path | None,
-                     embeddings: str | None, out: Path, features: tuple[str, ...] | None,
+                     polygon_samples: int | None, checkpoint: tuple[str, ...],
+                     embeddings: tuple[str, ...], out: Path, features: tuple[str, ...] | None,
                      classifier: str, cv: str, folds: int, block_size: int | None,
                      learning_curve: tuple[int | str, ...] | None,
                      repeats: int, tile_size: int | None, pca_tiles: int,
@@ -122,18 +124,22 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
     each with logistic regression, a random forest and/or gradient boosting, under spatially
     blocked (and/or random) cross-validation. Writes report.json,
     predictions.csv, learning_curve.png and confusion.png to --out and prints a table.
+    Several --embeddings / --checkpoint sources are compared on the same labels and the
+    same folds, and ranked with their fold-to-fold spread and paired differences.
 
     \b
     Example:
       geoembed evaluate --scene scene.tif --labels points.gpkg --label-column class \\
           --checkpoint run/checkpoint.pt --out eval --cv both
+      geoembed evaluate --scene scene.tif --labels points.gpkg --label-column class \\
+          --embeddings mine=emb.tif --embeddings alphaearth=ae.tif --out compare
     """
     from geoembed.evaluation.evaluate import run_evaluation  # sklearn: only when used
 
     config = EvaluateConfig(
         labels=labels, label_column=label_column, labels_raster=labels_raster,
-        max_labels=max_labels, polygon_samples=polygon_samples, checkpoint=checkpoint,
-        embeddings=embeddings, features=features,
+        max_labels=max_labels, polygon_samples=polygon_samples, checkpoint=checkpoint or None,
+        embeddings=embeddings or None, features=features,
         classifier=BOTH_CLASSIFIERS if classifier == "both" else (classifier,),
         cv=CV_SCHEMES if cv == "both" else (cv,), folds=folds, block_size=block_size,
         learning_curve_sizes=learning_curve or (), repeats=repeats, tile_size=tile_size,
@@ -150,6 +156,8 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
                f"{len(rep['classes']) - len(rep['excluded_classes'])} classes, folds "
                + ", ".join(f"{k}={v}" for k, v in rep["folds"].items()))
     click.echo(result.table())
+    if rep["ranking"]:
+        click.echo("\n" + result.ranking_table())
     best = rep["best"]
     click.echo(f"best: {best['features']} / {best['classifier']} / {best['cv']} "
                f"(macro-F1 {best['macro_f1']:.3f}); report in {result.out_dir}")

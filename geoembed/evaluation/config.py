@@ -9,11 +9,12 @@ This module stays light (no scikit-learn, no torch) so that the CLI can import i
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from geoembed.errors import InputError
+from geoembed.evaluation.sources import Source, resolve_sources
 
 CLASSIFIERS = ("logreg", "rf", "hgb")
 BOTH_CLASSIFIERS = ("logreg", "rf")  # what classifier="both" means
@@ -83,8 +84,8 @@ class EvaluateConfig:
     labels_raster: str | os.PathLike | None = None
     max_labels: int | None = None
     polygon_samples: int | None = None
-    checkpoint: str | os.PathLike | None = None
-    embeddings: str | os.PathLike | None = None
+    checkpoint: str | os.PathLike | Sequence[Any] | Mapping[str, Any] | None = None
+    embeddings: str | os.PathLike | Sequence[Any] | Mapping[str, Any] | None = None
     features: str | Sequence[str] | None = None
     classifier: str | Sequence[str] = "logreg"
     cv: str | Sequence[str] = "spatial"
@@ -119,13 +120,22 @@ class EvaluateConfig:
                 (self.tile_size, 1, "--tile-size"),
                 (self.batch_size, 1, "--batch-size")):
             _at_least(value, minimum, option)
+        self.sources()  # bad names raise now
         if self.n_random_features < 2 or self.n_random_features % 2:
             raise InputError("--n-random-features must be an even number of at least 2")
+
+    def sources(self) -> list[Source]:
+        """The named embedding sources of ``checkpoint`` and ``embeddings`` (checkpoints
+        first; see :mod:`~geoembed.evaluation.sources`)."""
+        reserved = [n for n in FEATURE_SETS if n != "embedding"]
+        return resolve_sources(self.checkpoint, self.embeddings, reserved)
 
     def feature_names(self) -> list[str]:
         """The feature sets to compute: the requested ones, else every available one but the
         opt-in ones (:data:`OPT_IN_FEATURES`)."""
-        has_ckpt, has_emb = self.checkpoint is not None, self.embeddings is not None
+        sources = self.sources()
+        has_ckpt = any(s.is_checkpoint for s in sources)
+        has_emb = any(not s.is_checkpoint for s in sources)
         available = [n for n in FEATURE_SETS
                      if not (n in ("embedding", "embedding+bands") and not (has_ckpt or has_emb))
                      and not (n == "random-encoder" and not has_ckpt)]

@@ -32,13 +32,16 @@ from geoembed.evaluation.features import (
 from geoembed.evaluation.folds import make_folds, spatial_blocks
 from geoembed.evaluation.inputs import (
     LabelledPixels,
+    OpenedSource,
     labelled_pixels,
     load_encoder_config,
     open_inputs,
     tile_from_tags,
 )
 from geoembed.evaluation.random_features import fit_on_tile_sample
+from geoembed.evaluation.ranking import fold_scores
 from geoembed.evaluation.report import EvaluationResult, build_report, write_outputs
+from geoembed.evaluation.sources import expand_features, feature_name
 from geoembed.io.georef import rowcol_to_xy
 from geoembed.io.outputs import check_output
 from geoembed.io.scenes import Scene, band_statistics
@@ -58,7 +61,7 @@ def _add_encoders(spec: TileFeatureSpec, em: Any, need: set[str], cfg: EvaluateC
     spec.device = resolve_device(cfg.device) if need & set(ENCODER_FEATURES) else "cpu"
     spec.encoder = em.model.to(spec.device)
     if "random-encoder" in need:
-        spec.random_encoder = random_encoder(load_encoder_config(cfg.checkpoint), cfg.seed,
+        spec.random_encoder = random_encoder(load_encoder_config(em.checkpoint), cfg.seed,
                                              calibration).to(spec.device)
 
 
@@ -86,22 +89,33 @@ def _tile_spec(scn: Scene, em: Any, need: set[str], tile: int, cfg: EvaluateConf
     return spec
 
 
-def _features(scn: Scene, em: Any, lab: LabelledPixels, names: list[str], tile: int,
-              cfg: EvaluateConfig) -> dict[str, np.ndarray]:
-    """``{feature set: (n, d) array}`` for the labels in the CV, in the order of ``names``."""
+def _features(scn: Scene, opened: list[OpenedSource], lab: LabelledPixels, names: list[str],
+              tile: int, cfg: EvaluateConfig) -> dict[str, np.ndarray]:
+    """``{feature set: (n, d) array}`` for the labels in the CV: ``names`` expanded to one
+    feature set per source (:func:`~geoembed.evaluation.sources.expand_features`), in order.
+
+    The label tiles are read once per checkpoint source (its bands, statistics and tile);
+    the baselines come with the first pass (the first checkpoint's statistics, if any).
+    """
+    plan = expand_features(names, [o.source for o in opened])
     feats = dict(lab.sampled)
-    need = set(names)
-    if "embedding+bands" in need:
-        need |= {"embedding", "bands"}
-    need -= set(feats)
-    need.discard("embedding+bands")
-    if need:
-        spec = _tile_spec(scn, em, need, tile, cfg, lab.embedding_info.get("bands"))
-        feats.update(label_features(scn, lab.rows, lab.cols, sorted(need), spec,
-                                    quiet=cfg.quiet))
-    if "embedding+bands" in names:
-        feats["embedding+bands"] = np.concatenate([feats["embedding"], feats["bands"]], axis=1)
-    return {n: feats[n] for n in names}
+    base = {g for _, g, s in plan if s is None} | ({"bands"} if "embedding+bands" in names
+                                                  else set())
+    emb_bands = next(iter(lab.embedding_info.values()), {}).get("bands")
+    for i, o in enumerate([o for o in opened if o.model is not None] or [None]):
+        own = {"random-encoder" if g == "random-encoder" else "embedding"
+               for _, g, s in plan if o is not None and s is o.source}
+        need = own | base if i == 0 else own
+        if not need:
+            continue
+        em, scene = (o.model, o.scene) if o is not None else (None, scn)
+        spec = _tile_spec(scene, em, need, em.tile if em is not None else tile, cfg, emb_bands)
+        got = label_features(scene, lab.rows, lab.cols, sorted(need), spec, quiet=cfg.quiet)
+        feats.update({feature_name(g, o.source) if g in own else g: v for g, v in got.items()})
+    for f, g, s in plan:
+        if g == "embedding+bands":
+            feats[f] = np.concatenate([feats[s.name], feats["bands"]], axis=1)
+    return {f: feats[f] for f, _, _ in plan}
 
 
 def _folds(lab: LabelledPixels, block: int, cfg: EvaluateConfig, notes: list[str]
@@ -134,7 +148,8 @@ def _cross_validate(feats: dict[str, np.ndarray], lab: LabelledPixels,
             x, fold = feats[name], fold_of[scheme]
             pred = cross_val_predict(x, y, fold, clf, cfg.seed)
             row = {"features": name, "classifier": clf, "cv": scheme,
-                   "n_features": int(x.shape[1]), **scores(y, pred, lab.cv_classes)}
+                   "n_features": int(x.shape[1]), **scores(y, pred, lab.cv_classes),
+                   "per_fold": fold_scores(y, pred, fold, len(lab.cv_classes))}
             row["learning_curve"] = learning_curve(
                 x, y, fold, clf, sizes, repeats=cfg.repeats, seed=cfg.seed,
                 n_classes=len(lab.cv_classes), full=row) if sizes else []
@@ -149,18 +164,21 @@ def run_evaluation(scene: str | os.PathLike, out: str | os.PathLike,
     out = check_output(out, cfg.overwrite)
     names = cfg.feature_names()
     notes: list[str] = []
-    scn, em = open_inputs(scene, cfg)
+    scn, opened = open_inputs(scene, cfg)
     lab = labelled_pixels(scn, cfg, names, notes)
+    em = next((o.model for o in opened if o.model is not None), None)
+    tagged = (tile_from_tags(i.get("tags", {})) for i in lab.embedding_info.values())
     tile = em.tile if em is not None else int(
-        cfg.tile_size or tile_from_tags(lab.embedding_info.get("tags", {})) or DEFAULT_TILE)
+        cfg.tile_size or next((t for t in tagged if t), None) or DEFAULT_TILE)
     block = int(cfg.block_size) if cfg.block_size is not None else 4 * tile
-    feats = _features(scn, em, lab, names, tile, cfg)
+    # one set of labels and one fold assignment, whatever the number of sources
+    feats = _features(scn, opened, lab, names, tile, cfg)
     fold_of, n_folds = _folds(lab, block, cfg, notes)
     results, preds = _cross_validate(feats, lab, fold_of, cfg)
     report = build_report(scene, cfg, lab, feature_dims={n: int(v.shape[1])
                                                          for n, v in feats.items()},
                           n_folds=n_folds, block=block, tile=tile, notes=notes,
-                          results=results)
+                          results=results, sources=[o.source for o in opened])
     write_outputs(out, report, lab, rowcol_to_xy(scn.transform, lab.rows, lab.cols), fold_of, preds,
                   overwrite=cfg.overwrite, plots=cfg.plots)
     return EvaluationResult(report=report, out_dir=out, warnings=notes)

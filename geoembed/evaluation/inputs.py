@@ -1,9 +1,11 @@
 """What an evaluation reads: the scene (and the encoder), the labelled pixels and their classes.
 
 :func:`labelled_pixels` turns labels (points, polygons or a label raster) into labelled scene
-pixels, samples an embedding GeoTIFF at them when one is given (dropping the labels it does
-not cover), and encodes the classes; classes with fewer labels than folds are left out of the
-cross-validation (reported in ``excluded_classes`` and as a warning).
+pixels, samples every embedding raster source at them (dropping, for every source, the labels
+that any of them does not cover, so that all sources are evaluated on the same labels), and
+encodes the classes; classes with fewer labels than folds are left out of the
+cross-validation (reported in ``excluded_classes`` and as a warning). :func:`open_inputs`
+opens the scene and every checkpoint source (each with its own band selection).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from geoembed.errors import CheckpointError, InputError, LabelError
+from geoembed.errors import CheckpointError, InputError, LabelError, RasterError
 from geoembed.evaluation.config import EvaluateConfig
 from geoembed.evaluation.features import sample_embedding_raster
+from geoembed.evaluation.sources import Source, named_errors
 from geoembed.io.checkpoint import load_checkpoint
 from geoembed.io.embeddings import embedding_info
 from geoembed.io.labels import (
@@ -42,9 +45,10 @@ class LabelledPixels:
         source: what the labels came from (for the report).
         pixels: the labelled pixels as read (counts of input, outside and nodata labels).
         n_kept: labels inside the scene's valid area.
-        n_no_embedding: labels dropped because the embedding raster does not cover them.
-        sampled: feature sets read at the labels (``embedding`` from an embedding raster).
-        embedding_info: ``bands``, ``tags``, ``crs`` of the embedding raster, if one was given.
+        n_no_embedding: labels dropped because an embedding raster does not cover them.
+        sampled: embedding raster values at the labels, per source name.
+        embedding_info: per embedding raster source: ``bands``, ``tags``, ``crs`` and
+            ``not_covered`` (labels in the scene it does not cover).
     """
 
     rows: np.ndarray
@@ -59,23 +63,39 @@ class LabelledPixels:
     n_kept: int
     n_no_embedding: int = 0
     sampled: dict[str, np.ndarray] = field(default_factory=dict)
-    embedding_info: dict = field(default_factory=dict)
+    embedding_info: dict[str, dict] = field(default_factory=dict)
 
 
-def open_inputs(scene_path: Any, cfg: EvaluateConfig) -> tuple[Scene, Any]:
-    """The scene (with the checkpoint's bands when there is one) and the embedding model."""
-    if cfg.checkpoint is not None and cfg.embeddings is not None:
-        raise InputError("give either --checkpoint or --embeddings, not both")
-    if cfg.checkpoint is not None:
-        # torch only when a checkpoint is used: the baselines alone run without it
-        from geoembed.inference.embedding import load_embedding_model, open_scene_for
+@dataclass
+class OpenedSource:
+    """A source ready to use: for a checkpoint, its model and the scene with its bands."""
 
-        em = load_embedding_model(cfg.checkpoint)
-        return open_scene_for(em, scene_path, cfg.bands, allow_no_crs=cfg.allow_no_crs), em
+    source: Source
+    model: Any = None
+    scene: Scene | None = None
+
+
+def open_inputs(scene_path: Any, cfg: EvaluateConfig) -> tuple[Scene, list[OpenedSource]]:
+    """The scene and the sources. The scene has the first checkpoint's bands when there is
+    one (else ``cfg.bands``, else the first embedding raster's ``bands`` tag, else all)."""
+    opened = [OpenedSource(s) for s in cfg.sources()]
+    for o in opened:
+        if o.source.is_checkpoint:
+            # torch only when a checkpoint is used: the baselines alone run without it
+            from geoembed.inference.embedding import load_embedding_model, open_scene_for
+
+            with named_errors(o.source):
+                o.model = load_embedding_model(o.source.path)
+                o.scene = open_scene_for(o.model, scene_path, cfg.bands,
+                                         allow_no_crs=cfg.allow_no_crs)
+    first = next((o.scene for o in opened if o.scene is not None), None)
+    if first is not None:
+        return first, opened
     bands = cfg.bands
-    if bands is None and cfg.embeddings is not None:
-        bands = bands_from_tags(cfg.embeddings, scene_path)
-    return open_scene(scene_path, bands, allow_no_crs=cfg.allow_no_crs), None
+    if bands is None and opened:
+        with named_errors(opened[0].source):
+            bands = bands_from_tags(opened[0].source.path, scene_path)
+    return open_scene(scene_path, bands, allow_no_crs=cfg.allow_no_crs), opened
 
 
 def bands_from_tags(embeddings: Any, scene_path: Any) -> tuple[int, ...] | None:
@@ -148,22 +168,43 @@ def _cv_classes(codes: np.ndarray, classes: list, folds: int, notes: list[str]
     return counts, keep
 
 
+def sample_rasters(scene: Scene, sources: list[Source], rows: np.ndarray, cols: np.ndarray,
+                   notes: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """Every embedding raster source sampled at the labels: ``({name: values}, covered by
+    all, {name: info})``; a label any raster misses is dropped for all of them."""
+    values: dict[str, np.ndarray] = {}
+    info: dict[str, dict] = {}
+    covered = np.ones(len(rows), dtype=bool)
+    for s in sources:
+        with named_errors(s):
+            values[s.name], ok, info[s.name] = sample_embedding_raster(s.path, scene, rows, cols)
+        info[s.name]["not_covered"] = int((~ok).sum())
+        covered &= ok
+    missed = int((~covered).sum())
+    if len(sources) > 1 and not covered.any():
+        raise RasterError("the embedding rasters " + ", ".join(s.name for s in sources)
+                          + f" cover none of the {len(rows)} labels together; give rasters "
+                          "of the same area")
+    if missed and len(sources) == 1:
+        notes.append(f"{missed} labels are outside the embedding raster or on its nodata and "
+                     "were dropped")
+    elif missed:
+        notes.append(f"{missed} labels are outside an embedding raster or on its nodata and "
+                     "were dropped for every source (" + ", ".join(
+                         f"{n}: {i['not_covered']}" for n, i in info.items()) + ")")
+    return {n: v[covered] for n, v in values.items()}, covered, info
+
+
 def labelled_pixels(scene: Scene, cfg: EvaluateConfig, names: list[str], notes: list[str]
                     ) -> LabelledPixels:
-    """Labels -> scene pixels, the embedding raster sampled at them, classes for the CV."""
+    """Labels -> scene pixels, the embedding rasters sampled at them, classes for the CV."""
     px, source = load_pixel_labels(scene, cfg)
     rows, cols, values = px.rows, px.cols, px.labels
-    sampled: dict[str, np.ndarray] = {}
-    n_no_embedding, info = 0, {}
-    if cfg.embeddings is not None and cfg.checkpoint is None and \
-            any(n in names for n in ("embedding", "embedding+bands")):
-        emb, covered, info = sample_embedding_raster(cfg.embeddings, scene, rows, cols)
-        n_no_embedding = int((~covered).sum())
-        if n_no_embedding:
-            notes.append(f"{n_no_embedding} labels are outside the embedding raster or on its "
-                         "nodata and were dropped")
-        rows, cols, values = rows[covered], cols[covered], values[covered]
-        sampled["embedding"] = emb[covered]
+    rasters = [s for s in cfg.sources() if not s.is_checkpoint] \
+        if any(n in names for n in ("embedding", "embedding+bands")) else []
+    sampled, covered, info = sample_rasters(scene, rasters, rows, cols, notes)
+    n_no_embedding = int((~covered).sum())
+    rows, cols, values = rows[covered], cols[covered], values[covered]
     codes, classes = encode_classes(values, source)
     counts, keep = _cv_classes(codes, classes, cfg.folds, notes)
     use = np.isin(codes, keep)
@@ -177,5 +218,6 @@ def labelled_pixels(scene: Scene, cfg: EvaluateConfig, names: list[str], notes: 
         sampled={k: v[use] for k, v in sampled.items()}, embedding_info=info)
 
 
-__all__ = ["LabelledPixels", "bands_from_tags", "labelled_pixels", "load_encoder_config",
-           "load_pixel_labels", "open_inputs", "tile_from_tags"]
+__all__ = ["LabelledPixels", "OpenedSource", "bands_from_tags", "labelled_pixels",
+           "load_encoder_config", "load_pixel_labels", "open_inputs", "sample_rasters",
+           "tile_from_tags"]

@@ -1,8 +1,10 @@
 """The outputs of an evaluation: the report dict, its table, ``predictions.csv`` and the files.
 
 Outputs are written to a temporary directory, then renamed (:func:`geoembed.io.outputs.
-atomic_output`): ``report.json``, ``predictions.csv`` (the out-of-fold prediction of every
-feature set x classifier x CV for each label, enough to recompute every number),
+atomic_output`): ``report.json`` (with the scores of every fold in each result row's
+``per_fold`` and, with several embedding sources, their ``ranking``: see
+:mod:`~geoembed.evaluation.ranking`), ``predictions.csv`` (the out-of-fold prediction of every
+feature set x classifier x CV for each label and its fold, enough to recompute every number),
 ``learning_curve.png`` and ``confusion.png`` (the best row by macro-F1 under the first CV
 scheme).
 """
@@ -21,6 +23,8 @@ from geoembed import __version__
 from geoembed.evaluation.config import EvaluateConfig
 from geoembed.evaluation.inputs import LabelledPixels
 from geoembed.evaluation.plots import plot_confusion, plot_learning_curves
+from geoembed.evaluation.ranking import source_rankings
+from geoembed.evaluation.sources import Source
 from geoembed.io.outputs import atomic_output
 
 BEST_KEYS = ("features", "classifier", "cv", "accuracy", "macro_f1")
@@ -43,6 +47,10 @@ class EvaluationResult:
         """Markdown table: feature set, classifier, CV, accuracy, macro-F1."""
         return format_table(self.rows)
 
+    def ranking_table(self) -> str:
+        """The ranking of the embedding sources (empty with fewer than two sources)."""
+        return format_ranking(self.report.get("ranking", []))
+
 
 def format_table(rows: Sequence[dict]) -> str:
     """A markdown table of result rows (feature set, classifier, CV, accuracy, macro-F1)."""
@@ -54,6 +62,39 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def _pm(mean: float, std: float, sign: str = "") -> str:
+    return f"{mean:{sign}.3f} ± {std:.3f}"
+
+
+def format_ranking(ranking: Sequence[dict]) -> str:
+    """Markdown tables of the sources ranked per CV scheme x classifier: mean ± std over the
+    folds, and the difference to the best paired by fold (mean ± std, folds the best wins)."""
+    blocks = []
+    for group in ranking:
+        n = group["sources"][0]["n_folds"]
+        lines = [f"sources ranked by macro-F1 ({group['cv']} CV, {group['classifier']}; "
+                 f"mean ± std over {n} folds; difference to the best paired by fold):",
+                 "| rank | source | accuracy | macro-F1 | Δ accuracy | Δ macro-F1 | best wins |",
+                 "|---:|---|---:|---:|---:|---:|---:|"]
+        for r in group["sources"]:
+            acc, f1 = r["vs_best"]["accuracy"], r["vs_best"]["macro_f1"]
+            diff = ("best", "best", "-") if r["rank"] == 1 else (
+                _pm(acc["mean_diff"], acc["std_diff"], "+"),
+                _pm(f1["mean_diff"], f1["std_diff"], "+"), f"{f1['best_wins']}/{n}")
+            lines.append(f"| {r['rank']} | {r['source']} | "
+                         f"{_pm(r['accuracy_mean'], r['accuracy_std'])} | "
+                         f"{_pm(r['macro_f1_mean'], r['macro_f1_std'])} | "
+                         + " | ".join(diff) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _paths(sources: Sequence[Source], kind: str) -> str | list[str] | None:
+    """The paths of one kind of source: None, one path, or a list of several."""
+    paths = [str(s.path) for s in sources if s.kind == kind]
+    return None if not paths else paths[0] if len(paths) == 1 else paths
+
+
 def best_row(results: Sequence[dict], scheme: str) -> dict:
     """The result row with the highest macro-F1 under ``scheme`` (the first one on ties)."""
     return max((r for r in results if r["cv"] == scheme), key=lambda r: r["macro_f1"])
@@ -61,17 +102,22 @@ def best_row(results: Sequence[dict], scheme: str) -> dict:
 
 def build_report(scene: object, cfg: EvaluateConfig, lab: LabelledPixels, *,
                  feature_dims: dict[str, int], n_folds: dict[str, int], block: int, tile: int,
-                 notes: list[str], results: list[dict]) -> dict:
+                 notes: list[str], results: list[dict],
+                 sources: Sequence[Source] = ()) -> dict:
     """The ``report.json`` dict (key order as written)."""
     px = lab.pixels
+    names = [s.name for s in sources]
     best = best_row(results, cfg.cv[0])
     return {
         "geoembed_version": __version__,
         "scene": str(scene),
         "labels": lab.source,
         "label_column": cfg.label_column,
-        "checkpoint": str(cfg.checkpoint) if cfg.checkpoint is not None else None,
-        "embeddings": str(cfg.embeddings) if cfg.embeddings is not None else None,
+        "checkpoint": _paths(sources, "checkpoint"),
+        "embeddings": _paths(sources, "embeddings"),
+        "sources": [{"name": s.name, "kind": s.kind, "path": str(s.path),
+                     "not_covered": lab.embedding_info.get(s.name, {}).get("not_covered", 0)}
+                    for s in sources],
         "n_input": int(px.n_input),
         "n_labels": int(len(lab.y)),
         "n_in_scene": int(lab.n_kept),
@@ -93,6 +139,7 @@ def build_report(scene: object, cfg: EvaluateConfig, lab: LabelledPixels, *,
         "repeats": cfg.repeats,
         "warnings": notes,
         "best": {k: best[k] for k in BEST_KEYS},
+        "ranking": source_rankings(results, names),
         "results": results,
     }
 
@@ -126,5 +173,5 @@ def write_outputs(out: Path, report: dict, lab: LabelledPixels, xy: tuple[np.nda
             plot_confusion(tmp / "confusion.png", best_row(report["results"], report["cv"][0]))
 
 
-__all__ = ["EvaluationResult", "build_report", "format_table", "write_outputs",
-           "write_predictions"]
+__all__ = ["EvaluationResult", "build_report", "format_ranking", "format_table",
+           "write_outputs", "write_predictions"]
