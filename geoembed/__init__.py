@@ -23,6 +23,7 @@ _LAZY = {
     "train": "geoembed.trainers.tile2vec",
     "embed": "geoembed.inference.embedding",
     "evaluate": "geoembed.evaluation.evaluate",
+    "map": "geoembed.mapping.map",
     "weak_train": "geoembed.trainers.weak",
     "segment": "geoembed.inference.segmentation",
     "generate_sample_data": "geoembed.synthetic",
@@ -36,6 +37,7 @@ _LAZY = {
     "EmbedConfig": "geoembed.inference.config",
     "SegmentConfig": "geoembed.inference.config",
     "EvaluateConfig": "geoembed.evaluation.config",
+    "MapConfig": "geoembed.mapping.config",
     "WeakTrainConfig": "geoembed.trainers.weak_config",
 }
 

@@ -1,0 +1,134 @@
+"""``geoembed map``: a land-cover map from labels and any embedding (or baseline features)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from geoembed.cli.options import (
+    CommaList,
+    allow_no_crs_option,
+    bands_option,
+    device_option,
+    handle_errors,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+)
+
+from geoembed.mapping.config import (
+    DEFAULT_RANDOM_FEATURES,
+    MAP_CLASSIFIERS,
+    MAP_FEATURES,
+    MapConfig,
+)
+
+_PATH = click.Path(dir_okay=False, path_type=Path)
+_RASTER = click.Path(dir_okay=False, path_type=str)  # str: a Path would fold "https://"
+FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
+
+
+@click.command("map")
+@click.argument("scene", type=_RASTER)
+@click.option("--labels", type=_PATH, default=None,
+              help="Vector labels (points or polygons; any format geopandas reads, any CRS).  "
+                   "[required unless --labels-raster]")
+@click.option("--label-column", default=None,
+              help="Column of --labels holding the class.  [required with --labels]")
+@click.option("--labels-raster", type=_RASTER, default=None,
+              help="Label raster on the scene's grid (its nodata = unlabelled), instead of "
+                   "--labels.")
+@click.option("--max-labels", type=click.IntRange(min=2), default=None,
+              help="Use a random subset of at most this many labels.  [default: all]")
+@click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
+              help="Random points per polygon.  [default: one point inside each polygon]")
+@click.option("--out", required=True, type=_PATH,
+              help="The class map (COG, colour table, class names, .qml); map.json is "
+                   "written next to it.")
+@click.option("--checkpoint", type=_PATH, default=None,
+              help="tile2vec checkpoint: embeds the tile centred on each output pixel.")
+@click.option("--embeddings", type=_RASTER, multiple=True,
+              help="Embedding raster (repeatable): any multi-band raster on any grid/CRS, "
+                   "nearest pixel; int8 is dequantised, GDAL scale/offset applied, nodata "
+                   "respected.")
+@click.option("--features", type=FEATURES, default=None, metavar="NAMES",
+              help="Comma-separated feature sets: embedding (every --checkpoint/--embeddings "
+                   "source; implied when one is given), bands, tile-stats, random-features, "
+                   "pca, embedding+bands.  [default: embedding, else bands]")
+@click.option("--classifier", type=click.Choice(MAP_CLASSIFIERS), default="logreg",
+              show_default=True,
+              help="Logistic regression, random forest or histogram gradient boosting.")
+@click.option("--stride", type=click.IntRange(min=1), default=None,
+              help="Map every N-th scene pixel: an output pixel is an N x N block of the "
+                   "scene, classified from its centre pixel.  [default: 1; with "
+                   "window-based features (checkpoint, tile-stats, random-features, pca) on a "
+                   "scene over 512 x 512 px: tile size // 5]")
+@click.option("--resolution", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Output pixel size in CRS units, rounded to a whole --stride.")
+@click.option("--tile-size", type=click.IntRange(min=1), default=None,
+              help="Tile for window features without a checkpoint.  [default: the embedding "
+                   "raster's tile_size tag, else 50]")
+@click.option("--n-random-features", type=click.IntRange(min=2),
+              default=DEFAULT_RANDOM_FEATURES, show_default=True,
+              help="Random convolutional features (even).")
+@click.option("--pca-tiles", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Unlabelled random tiles the PCA / random features are fitted on.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Spatial cross-validation folds for the accuracy estimate.")
+@click.option("--block-size", type=click.IntRange(min=1), default=None,
+              help="Side of the spatial CV blocks in scene pixels.  [default: 4 tiles]")
+@click.option("--probabilities", type=_PATH, default=None,
+              help="Also write one float32 probability band per class here.")
+@click.option("--confidence", type=_PATH, default=None,
+              help="Also write the maximum class probability here.")
+@click.option("--reference", type=_RASTER, default=None,
+              help="Reference land-cover raster to score the map against (any grid/CRS).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Tiles per batch.")
+@bands_option
+@seed_option
+@device_option
+@allow_no_crs_option
+@overwrite_option
+@quiet_option
+@handle_errors
+def map_command(scene: str, labels: Path | None, label_column: str | None,
+                labels_raster: str | None, max_labels: int | None, polygon_samples: int | None,
+                out: Path, checkpoint: Path | None, embeddings: tuple[str, ...],
+                features: tuple[str, ...] | None, classifier: str, stride: int | None,
+                resolution: float | None, tile_size: int | None, n_random_features: int,
+                pca_tiles: int, folds: int, block_size: int | None, probabilities: Path | None,
+                confidence: Path | None, reference: str | None, batch_size: int,
+                bands: tuple[int, ...] | None, seed: int, device: str, allow_no_crs: bool,
+                overwrite: bool, quiet: bool) -> None:
+    """Classify SCENE into a land-cover map from labels.
+
+    Features at every output pixel come from a checkpoint, embedding rasters and/or
+    baselines; the classifier is fitted on the same features at the labels, its accuracy
+    estimated by spatial cross-validation. Writes the map, map.json (CV accuracy, per-class
+    F1, mapped area per class in hectares, the options and grid) and prints a summary. The
+    fitted classifier is not saved.
+
+    Window-based features cost one tile per output pixel, so on scenes over 512 x 512 px
+    they map at stride tile // 5 unless --stride/--resolution is given; the estimated
+    number of windows and time is printed before the map is computed.
+
+    \b
+    Example:
+      geoembed map scene.tif --labels points.gpkg --label-column class \\
+          --embeddings emb.tif --features embedding,bands --out map.tif
+    """
+    from geoembed.mapping.map import run_map  # sklearn: only when used
+
+    config = MapConfig(
+        labels=labels, label_column=label_column, labels_raster=labels_raster,
+        max_labels=max_labels, polygon_samples=polygon_samples, checkpoint=checkpoint,
+        embeddings=embeddings, features=features, classifier=classifier, stride=stride,
+        resolution=resolution, tile_size=tile_size, bands=bands,
+        n_random_features=n_random_features, pca_tiles=pca_tiles, folds=folds,
+        block_size=block_size, batch_size=batch_size, probabilities=probabilities,
+        confidence=confidence, reference=reference, seed=seed, device=device,
+        allow_no_crs=allow_no_crs, overwrite=overwrite, quiet=quiet)
+    result = run_map(scene, out, config, log=lambda m: click.echo(m, err=True))
+    click.echo(result.summary())
+    click.echo(f"written: {result.map_path}, {result.json_path}")

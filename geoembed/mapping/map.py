@@ -1,0 +1,264 @@
+"""``geoembed map``: fit a classifier on labels and classify the whole scene into a class map.
+
+:func:`map` reads the labels like ``evaluate`` (:func:`geoembed.evaluation.inputs.
+labelled_pixels`), computes features at the label pixels with the code path the map uses
+(:class:`~geoembed.mapping.features.PixelFeatures`), estimates the chosen classifier's
+accuracy by spatial cross-validation (``evaluate``'s folds and scores), fits it on every
+label, classifies the output grid block row by block row (:mod:`~geoembed.mapping.predict`)
+and writes the class map, optional probability / confidence rasters and ``map.json``. The
+fitted classifier is not saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from geoembed import __version__
+from geoembed.errors import InputError, LabelError
+from geoembed.evaluation.classifiers import cross_val_predict, make_classifier
+from geoembed.evaluation.config import EvaluateConfig
+from geoembed.evaluation.folds import make_folds, spatial_blocks
+from geoembed.evaluation.inputs import labelled_pixels
+from geoembed.io.classmap import qml_path
+from geoembed.io.outputs import check_output
+from geoembed.mapping.config import MapConfig
+from geoembed.mapping.grid import OutputGrid, choose_stride, row_areas_ha
+from geoembed.mapping.predict import predict_map
+from geoembed.mapping.prepare import build_features, open_scene_and_model, open_sources, tile_size
+from geoembed.mapping.summary import class_table, json_value, options, summary_text, write_report
+from geoembed.metrics import scores
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class MapRun:
+    """What :func:`map` produced: the report (also in map.json), the paths and warnings."""
+
+    report: dict
+    map_path: Path
+    json_path: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return summary_text(self.report)
+
+
+def output_paths(out: str | os.PathLike, cfg: MapConfig) -> dict[str, Path]:
+    """Every file a map writes, checked before any work (``--overwrite`` policy)."""
+    out = Path(out)
+    paths = {"map": out, "json": out.with_suffix(".json"), "qml": qml_path(out)}
+    if cfg.probabilities is not None:
+        paths["probabilities"] = Path(cfg.probabilities)
+    if cfg.confidence is not None:
+        paths["confidence"] = Path(cfg.confidence)
+    if cfg.reference is not None:
+        paths["confusion"] = out.with_name(out.stem + "_confusion.png")
+    if out.suffix.lower() == ".json":
+        raise InputError(f"{out}: give the map a raster name such as map.tif")
+    resolved = [p.resolve() for p in paths.values()]
+    if len(set(resolved)) != len(resolved):
+        raise InputError("--out, --probabilities and --confidence must be different files")
+    for p in paths.values():
+        check_output(p, cfg.overwrite)
+    return paths
+
+
+def _keep_classes(y: np.ndarray, names: list, folds: int, notes: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray, list]:
+    """Labels of classes with at least ``folds`` labels (others dropped with a note)."""
+    counts = np.bincount(y, minlength=len(names))
+    rare = [i for i in range(len(names)) if counts[i] < folds]
+    if rare:
+        notes.append("classes with fewer labels than folds are not mapped: " + ", ".join(
+            f"{names[i]} ({counts[i]})" for i in rare))
+    keep = [i for i in range(len(names)) if i not in rare]
+    if len(keep) < 2:
+        raise LabelError(f"fewer than 2 classes have at least {folds} labels with valid "
+                         "features; add labels or lower --folds")
+    remap = np.full(len(names), -1, np.int64)
+    remap[keep] = np.arange(len(keep))
+    use = remap[y] >= 0
+    return use, remap[y[use]], [names[i] for i in keep]
+
+
+def _label_config(cfg: MapConfig) -> EvaluateConfig:
+    """The label options as ``evaluate`` takes them."""
+    return EvaluateConfig(labels=cfg.labels, label_column=cfg.label_column,
+                          labels_raster=cfg.labels_raster, max_labels=cfg.max_labels,
+                          polygon_samples=cfg.polygon_samples, folds=cfg.folds, seed=cfg.seed,
+                          learning_curve_sizes=(), quiet=True, plots=False)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, cfg: MapConfig) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return make_classifier(cfg.classifier, cfg.seed).fit(x, y)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def run_map(scene: str | os.PathLike, out: str | os.PathLike, cfg: MapConfig,
+            log: Log | None = None) -> MapRun:
+    """:func:`map` with its options in a :class:`MapConfig`; ``log`` gets progress notes."""
+    if log is None:
+        def log(msg: str) -> None:
+            if not cfg.quiet:
+                tqdm.write(msg, file=sys.stderr)
+    paths = output_paths(out, cfg)
+    notes: list[str] = []
+    scn, em = open_scene_and_model(scene, cfg)
+    sources = open_sources(scn, cfg)
+    try:
+        return _run(scene, scn, em, sources, paths, cfg, log, notes)
+    finally:
+        for s in sources:
+            s.close()
+        scn.close()
+
+
+def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Path],
+         cfg: MapConfig, log: Log, notes: list[str]) -> MapRun:
+    tile = tile_size(cfg, em)
+    lab = labelled_pixels(scn, _label_config(cfg), [], notes)
+    feats = build_features(scn, em, sources, cfg, tile)
+    stride, why = choose_stride(cfg, scn.width, scn.height, scn.transform, tile)
+    grid = OutputGrid(scn.width, scn.height, scn.transform, scn.crs, stride)
+    row_areas = row_areas_ha(grid)  # a CRS problem is reported before the long work
+
+    start = time.perf_counter()
+    x, ok = feats.compute(lab.rows, lab.cols)
+    per_label = (time.perf_counter() - start) / max(len(x), 1)
+    if not ok.all():
+        notes.append(f"{int((~ok).sum())} labels have no valid features (an embedding raster "
+                     "does not cover them or is nodata there) and were dropped")
+    use, y, names = _keep_classes(lab.y[ok], lab.cv_classes, cfg.folds, notes)
+    x, rows, cols = x[ok][use], lab.rows[ok][use], lab.cols[ok][use]
+    for n in notes:
+        log(f"Warning: {n}")
+
+    block = int(cfg.block_size) if cfg.block_size is not None else 4 * tile
+    fold, n_folds, fold_notes = make_folds(y, "spatial", cfg.folds, seed=cfg.seed,
+                                           groups=spatial_blocks(rows, cols, block))
+    notes.extend(fold_notes)
+    with threadpool_limits(limits=1, user_api="blas"):
+        pred = cross_val_predict(x, y, fold, cfg.classifier, cfg.seed)
+    cv = {"scheme": "spatial", "folds": n_folds, "block_size": block,
+          **scores(y, pred, [str(c) for c in names])}
+    model = _fit(x, y, cfg)
+
+    n_out = grid.width * grid.height
+    log(f"map: {grid.width} x {grid.height} output px at stride {stride} ({why}); "
+        f"{n_out} feature windows, about {_duration(per_label * n_out)} "
+        f"({1000 * per_label:.2f} ms per pixel on the labels)")
+    str_names = [str(c) for c in names]
+    tags = {"geoembed_version": __version__, "geoembed_product": "class_map",
+            "classifier": cfg.classifier, "features": ",".join(feats.names),
+            "stride": stride, "source": scn.name}
+    res = predict_map(feats, grid, model, str_names, paths["map"],
+                      probabilities=paths.get("probabilities"),
+                      confidence=paths.get("confidence"), row_areas=row_areas, tags=tags,
+                      overwrite=cfg.overwrite, quiet=cfg.quiet)
+    label_counts = np.bincount(y, minlength=len(names))
+    report = {
+        "geoembed_version": __version__,
+        "scene": str(scene_path),
+        "map": str(paths["map"]),
+        "probabilities": json_value(paths.get("probabilities")),
+        "confidence": json_value(paths.get("confidence")),
+        "classifier": cfg.classifier,
+        "classes": class_table(str_names, names, label_counts, res.pixels, res.area_ha),
+        "nodata": {"pixels": res.nodata_pixels},
+        "area": _area_note(grid, res.area_ha),
+        "labels": {"source": lab.source, "input": lab.pixels.n_input,
+                   "outside": lab.pixels.n_outside, "on_nodata": lab.pixels.n_nodata,
+                   "no_features": int((~ok).sum()), "used": int(len(y)),
+                   "classes_found": [json_value(c) for c in lab.classes]},
+        "cv": cv,
+        "features": feats.describe(),
+        "grid": {**grid.describe(), "stride_reason": why, "scene_width": scn.width,
+                 "scene_height": scn.height},
+        "timing": {"seconds_per_label": per_label, "map_seconds": res.seconds},
+        "options": options(cfg),
+        "notes": notes,
+    }
+    if cfg.reference is not None:
+        report["reference"] = _score_reference(paths, str_names, cfg)
+    write_report(paths["json"], report, cfg.overwrite)
+    return MapRun(report=report, map_path=paths["map"], json_path=paths["json"],
+                  warnings=notes)
+
+
+def _area_note(grid: OutputGrid, area: np.ndarray | None) -> dict:
+    if area is None:
+        return {"unit": "ha", "total": None, "method": "no CRS: areas unknown"}
+    geographic = grid.crs is not None and grid.crs.is_geographic
+    return {"unit": "ha", "total": float(area.sum()),
+            "method": "geodesic area of each row's pixels" if geographic
+            else "pixel area from the transform",
+            "note": "mapped pixels counted whole (blocks on the scene's right/bottom edge "
+                    "may reach past it)" if grid.stride > 1 else ""}
+
+
+def _score_reference(paths: dict[str, Path], names: list[str], cfg: MapConfig) -> dict:
+    """Score the written map against ``cfg.reference`` (geoembed.mapping.reference)."""
+    raise InputError("--reference is not available yet")
+
+
+def map(scene: str | os.PathLike, out: str | os.PathLike, *, config: MapConfig | None = None,
+        **options: Any) -> MapRun:
+    """Classify a whole scene from labels: a class map, its accuracy estimate and areas.
+
+    Args:
+        scene: the raster the labels are on.
+        out: the class map (a COG of class codes 0..K-1 with a colour table, names and a
+            ``.qml`` sidecar); ``map.json`` (same name, ``.json``) is written next to it.
+        config: the options as a :class:`~geoembed.mapping.config.MapConfig`; keyword
+            ``options`` override its fields.
+        **options: any field of :class:`MapConfig`:
+
+            - labels as in ``evaluate``: ``labels`` (vector path or GeoDataFrame, any CRS)
+              with ``label_column``, or ``labels_raster``; ``max_labels``,
+              ``polygon_samples``.
+            - features: ``checkpoint`` (a tile2vec encoder on the tile centred on each
+              pixel), ``embeddings`` (embedding rasters on any grid / CRS), ``features``
+              (``embedding`` = every checkpoint / raster source, implied when one is
+              given; ``bands``, ``tile-stats``, ``random-features``, ``pca``,
+              ``embedding+bands``; default ``bands`` when nothing is given),
+              ``tile_size``, ``bands``, ``n_random_features``, ``pca_tiles``.
+            - ``classifier`` (``logreg``, ``rf``, ``hgb``), ``folds``, ``block_size``
+              (spatial CV blocks, default 4 tiles), ``seed``.
+            - grid: ``stride`` or ``resolution`` (CRS units, rounded to a whole stride);
+              default the full grid, or ``tile // 5`` for window-based features on scenes
+              over 512 x 512 pixels.
+            - outputs: ``probabilities``, ``confidence`` (paths), ``reference``,
+              ``overwrite``, ``quiet``, ``device``, ``batch_size``, ``allow_no_crs``.
+
+    Returns:
+        :class:`MapRun` with the report (also in map.json).
+
+    Raises:
+        InputError, LabelError, CRSError, RasterError, CheckpointError, OutputExistsError.
+    """
+    cfg = dataclasses.replace(config, **options) if config is not None else MapConfig(**options)
+    return run_map(scene, out, cfg)
+
+
+__all__ = ["MapConfig", "MapRun", "map", "output_paths", "run_map"]
