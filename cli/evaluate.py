@@ -69,7 +69,8 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (report.json, predictions.csv, plots).")
 @click.option("--features", type=FEATURES, default=None, metavar="NAMES",
-              help="Comma-separated feature sets: embedding, bands, tile-stats, random-encoder "
+              help="Comma-separated feature sets: embedding (every --checkpoint/--embeddings "
+                   "source, each by its name), bands, tile-stats, random-encoder "
                    "(needs --checkpoint), pca, embedding+bands, random-features (MOSAIKS "
                    "random convolutional features).  [default: all available but "
                    "random-features]")

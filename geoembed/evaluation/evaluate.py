@@ -200,9 +200,15 @@ def evaluate(scene: str | os.PathLike, out: str | os.PathLike, *,
               ``max_labels`` (random subset), ``polygon_samples`` (K random points per
               polygon; default one point inside each).
             - ``checkpoint`` (``tile2vec``: ``embedding`` from tiles around labels; enables
-              ``random-encoder``) or ``embeddings`` (GeoTIFF sampled at the labels); with
-              neither, only the baselines (``bands``, ``tile-stats``, ``pca``; and
-              ``random-features`` when asked for) run.
+              ``random-encoder``) and/or ``embeddings`` (GeoTIFF sampled at the labels):
+              each a path, a list of paths (``"NAME=PATH"`` names one) or a dict
+              ``{name: path}``. Several sources are evaluated on the same labels and folds,
+              each as its own feature set (``NAME``, ``NAME+bands``,
+              ``NAME:random-encoder``; a single unnamed source is ``embedding``) and ranked
+              in ``report["ranking"]`` (:mod:`~geoembed.evaluation.sources`,
+              :mod:`~geoembed.evaluation.ranking`); with neither, only the baselines
+              (``bands``, ``tile-stats``, ``pca``; and ``random-features`` when asked for)
+              run.
             - ``features`` (names of :data:`~geoembed.evaluation.config.FEATURE_SETS`;
               default every available one but ``random-features``), ``classifier``
               (``logreg``, ``rf``, ``hgb`` = HistGradientBoosting, or ``both`` = logreg
