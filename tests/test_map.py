@@ -324,3 +324,44 @@ def test_config_checks():
     assert MapConfig().feature_names() == ["bands"]
     assert MapConfig(embeddings="e.tif", features="bands").feature_names() == \
         ["embedding", "bands"]
+
+
+# ----------------------------------------------------------------------------- reference
+
+def test_reference_in_another_crs_scores_the_map_and_estimates_areas(tmp_path):
+    scene = class_scene(tmp_path)
+    truth = class_layout(SIZE).astype("uint8")
+    truth[:8, :8] = 7  # a reference class the labels do not have
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    scn = open_scene(scene)
+    transform, w, h = calculate_default_transform(scn.crs, "EPSG:4326", SIZE, SIZE,
+                                                  *scn.dataset.bounds)
+    dst = np.full((1, h, w), 255, np.uint8)
+    reproject(truth[None], dst, src_transform=scn.transform, src_crs=scn.crs,
+              dst_transform=transform, dst_crs="EPSG:4326", resampling=Resampling.nearest,
+              src_nodata=255, dst_nodata=255)
+    ref = write_raster(tmp_path / "ref.tif", dst, crs="EPSG:4326", transform=transform,
+                       nodata=255)
+    res = cli_run(scene, "--labels-raster", _label_raster(tmp_path, scene), "--features",
+                  "bands", "--out", tmp_path / "m.tif", "--block-size", BLOCK, "--reference",
+                  ref, "--quiet")
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "m.json").read_text())["reference"]
+    assert rep["matched_by"] == "code" and rep["accuracy"] >= 0.97
+    assert any("7" in n for n in rep["notes"])  # the reference-only class is reported
+    est = rep["area_estimates"]["classes"]
+    for code in range(3):
+        true_ha = 0.01 * (class_layout(SIZE) == code).sum()
+        c = est[str(code)]
+        assert c["area_ci_low"] - 1.0 <= true_ha <= c["area_ci_high"] + 1.0
+    assert (tmp_path / "m_confusion.png").stat().st_size > 0
+    assert "area estimates" in res.output
+
+
+def _label_raster(tmp_path: Path, scene: Path) -> Path:
+    """Labels as a raster on the scene's grid: 90 block-centre pixels, 255 elsewhere."""
+    rows, cols, cls = block_center_labels(90, seed=2)
+    lab = np.full((1, SIZE, SIZE), 255, np.uint8)
+    lab[0, rows, cols] = cls
+    return write_raster(tmp_path / "labels.tif", lab, nodata=255)

@@ -38,6 +38,7 @@ from geoembed.mapping.config import MapConfig
 from geoembed.mapping.grid import OutputGrid, choose_stride, row_areas_ha
 from geoembed.mapping.predict import predict_map
 from geoembed.mapping.prepare import build_features, open_scene_and_model, open_sources, tile_size
+from geoembed.mapping.sources import RasterSource
 from geoembed.mapping.summary import class_table, json_value, options, summary_text, write_report
 from geoembed.metrics import scores
 
@@ -127,6 +128,8 @@ def run_map(scene: str | os.PathLike, out: str | os.PathLike, cfg: MapConfig,
     scn, em = open_scene_and_model(scene, cfg)
     sources = open_sources(scn, cfg)
     try:
+        if cfg.reference is not None:  # a reference without CRS or elsewhere: before the work
+            RasterSource(cfg.reference, scn, what="reference raster").close()
         return _run(scene, scn, em, sources, paths, cfg, log, notes)
     finally:
         for s in sources:
@@ -200,7 +203,7 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
         "notes": notes,
     }
     if cfg.reference is not None:
-        report["reference"] = _score_reference(paths, str_names, cfg)
+        report["reference"] = _score_reference(paths, str_names, cfg, notes)
     write_report(paths["json"], report, cfg.overwrite)
     return MapRun(report=report, map_path=paths["map"], json_path=paths["json"],
                   warnings=notes)
@@ -217,9 +220,28 @@ def _area_note(grid: OutputGrid, area: np.ndarray | None) -> dict:
                     "may reach past it)" if grid.stride > 1 else ""}
 
 
-def _score_reference(paths: dict[str, Path], names: list[str], cfg: MapConfig) -> dict:
-    """Score the written map against ``cfg.reference`` (geoembed.mapping.reference)."""
-    raise InputError("--reference is not available yet")
+def _score_reference(paths: dict[str, Path], names: list[str], cfg: MapConfig,
+                     notes: list[str]) -> dict:
+    """Score the written map against ``cfg.reference`` (:func:`geoembed.mapping.reference.
+    score_map`): integer labels match the reference's codes, other labels its class names
+    (``CLASS_<code>`` tags). If scoring fails, the map's files are removed."""
+    from geoembed.mapping.reference import score_map
+
+    codes = None
+    if all(n.lstrip("-").isdigit() for n in names):
+        codes = {int(n): n for n in names}
+    try:
+        score = score_map(paths["map"], cfg.reference, class_names=names,
+                          reference_names=codes, seed=cfg.seed,
+                          confusion_png=paths["confusion"], overwrite=cfg.overwrite)
+    except BaseException:
+        for key in ("map", "qml", "probabilities", "confidence", "confusion"):
+            if key in paths:
+                paths[key].unlink(missing_ok=True)
+        raise
+    notes.extend(score.notes)
+    return {"path": str(cfg.reference), "confusion_png": str(paths["confusion"]),
+            "matched_by": "code" if codes else "name", **score.to_dict()}
 
 
 def map(scene: str | os.PathLike, out: str | os.PathLike, *, config: MapConfig | None = None,

@@ -46,7 +46,8 @@ class RasterSource:
         RasterError: not a raster, or it does not overlap the scene.
     """
 
-    def __init__(self, path: str | os.PathLike, scene: Scene) -> None:
+    def __init__(self, path: str | os.PathLike, scene: Scene,
+                 what: str = "embedding raster") -> None:
         self.path = str(path)
         self.ds = open_dataset(path)
         ds = self.ds
@@ -62,8 +63,8 @@ class RasterSource:
         self.transformer: Any = None
         if ds.crs is None and scene.crs is not None:
             self.close()
-            raise CRSError(f"{path}: the embedding raster has no CRS; it cannot be placed on "
-                           "the scene (set its CRS, e.g. gdal_edit.py -a_srs)")
+            raise CRSError(f"{path}: the {what} has no CRS; it cannot be placed on the scene "
+                           "(set its CRS, e.g. gdal_edit.py -a_srs)")
         if scene.crs is not None and ds.crs != scene.crs:
             try:
                 self.transformer = Transformer.from_crs(scene.crs.to_wkt(), ds.crs.to_wkt(),
@@ -74,13 +75,12 @@ class RasterSource:
             except Exception as exc:  # PROJ errors
                 self.close()
                 raise CRSError(f"{path}: cannot transform the scene from {scene.crs} to the "
-                               f"embedding raster's CRS {ds.crs} ({first_line(exc, 120)})"
-                               ) from None
+                               f"{what}'s CRS {ds.crs} ({first_line(exc, 120)})") from None
         else:
             bounds = tuple(scene.dataset.bounds)
         if not np.all(np.isfinite(bounds)) or not _overlaps(tuple(bounds), tuple(ds.bounds)):
             self.close()
-            raise RasterError(f"{path}: the embedding raster (CRS {ds.crs}, bounds "
+            raise RasterError(f"{path}: the {what} (CRS {ds.crs}, bounds "
                               f"{tuple(round(b, 1) for b in ds.bounds)}) does not overlap the "
                               f"scene {scene.name}")
 

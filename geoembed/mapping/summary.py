@@ -68,8 +68,18 @@ def summary_text(report: dict) -> str:
                      f"| {ha} | {100 * c['pixels'] / total:.1f} |")
     ref = report.get("reference")
     if ref:
-        lines.append(f"against {ref.get('path')}: accuracy {ref.get('accuracy', float('nan')):.3f}"
-                     f", macro-F1 {ref.get('macro_f1', float('nan')):.3f}")
+        lines.append(f"against {ref['path']} ({ref['pixels']} pixels, classes matched by "
+                     f"{ref['matched_by']}): accuracy {ref['accuracy']:.3f}, macro-F1 "
+                     f"{ref['macro_f1']:.3f}")
+        est = ref.get("area_estimates")
+        if est:
+            lines.append(f"area estimates from {est['sample_size']} reference sample pixels "
+                         f"(Olofsson et al. 2014, 95 % CI, {est['units']}):")
+            for name, c in est["classes"].items():
+                if c["area"] is not None:
+                    half = (c["area_ci_high"] - c["area_ci_low"]) / 2 \
+                        if c["area_ci_high"] is not None else float("nan")
+                    lines.append(f"  {name}: {c['area']:.2f} +- {half:.2f}")
     return "\n".join(lines)
 
 
