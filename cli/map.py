@@ -37,7 +37,7 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
               help="Column of --labels holding the class.  [required with --labels]")
 @click.option("--labels-raster", type=_RASTER, default=None,
               help="Label raster on the scene's grid (its nodata = unlabelled), instead of "
-                   "--labels.")
+                   "--labels.  [default: none]")
 @click.option("--max-labels", type=click.IntRange(min=2), default=None,
               help="Use a random subset of at most this many labels.  [default: all]")
 @click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
@@ -46,7 +46,8 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
               help="The class map (COG, colour table, class names, .qml); map.json is "
                    "written next to it.")
 @click.option("--checkpoint", type=_PATH, default=None,
-              help="tile2vec checkpoint: embeds the tile centred on each output pixel.")
+              help="tile2vec checkpoint: embeds the tile centred on each output pixel.  "
+                   "[default: none]")
 @click.option("--embeddings", type=_RASTER, multiple=True,
               help="Embedding raster (repeatable): any multi-band raster on any grid/CRS, "
                    "nearest pixel; int8 is dequantised, GDAL scale/offset applied, nodata "
@@ -64,7 +65,8 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
                    "window-based features (checkpoint, tile-stats, random-features, pca) on a "
                    "scene over 512 x 512 px: tile size // 5]")
 @click.option("--resolution", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Output pixel size in CRS units, rounded to a whole --stride.")
+              help="Output pixel size in CRS units, rounded to a whole --stride.  "
+                   "[default: from --stride]")
 @click.option("--tile-size", type=click.IntRange(min=1), default=None,
               help="Tile for window features without a checkpoint.  [default: the embedding "
                    "raster's tile_size tag, else 50]")
@@ -78,11 +80,14 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
 @click.option("--block-size", type=click.IntRange(min=1), default=None,
               help="Side of the spatial CV blocks in scene pixels.  [default: 4 tiles]")
 @click.option("--probabilities", type=_PATH, default=None,
-              help="Also write one float32 probability band per class here.")
+              help="Also write one float32 probability band per class here.  "
+                   "[default: none]")
 @click.option("--confidence", type=_PATH, default=None,
-              help="Also write the maximum class probability here.")
+              help="Also write the maximum class probability here.  [default: none]")
 @click.option("--reference", type=_RASTER, default=None,
-              help="Reference land-cover raster to score the map against (any grid/CRS).")
+              help="Reference land-cover raster to score the map against (any grid/CRS; "
+                   "integer labels match its codes, others its class names).  "
+                   "[default: none]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Tiles per batch.")
 @bands_option

@@ -107,10 +107,12 @@ class PixelFeatures:
         n = len(rows)
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         keys = (rows // CELL) * (self.scene.width // CELL + 2) + cols // CELL
-        for key in np.unique(keys):
-            idx = np.flatnonzero(keys == key)
-            x, ok = self._cell(rows[idx], cols[idx])
-            parts.append((idx, x, ok))
+        order = np.argsort(keys, kind="stable")
+        starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
+        for idx in np.split(order, starts[1:]):
+            if len(idx):
+                x, ok = self._cell(rows[idx], cols[idx])
+                parts.append((idx, x, ok))
         out = np.full((n, self.n_features), np.nan, dtype=np.float32)
         valid = np.zeros(n, dtype=bool)
         for idx, x, ok in parts:
