@@ -233,7 +233,9 @@ def _report(names: list[str], matcher: _Matcher, full: ConfusionAccumulator,
             sampler: StratifiedSampler, map_counts: np.ndarray, px_area: float, units: str,
             confusion_png: str | os.PathLike | None, map_path: Any,
             reference_path: Any) -> ReferenceScore:
-    shared = sorted(matcher.matched_map_codes & set(np.flatnonzero(map_counts).tolist()))
+    # a map class in the reference is scored even where the map never predicts it (its
+    # reference pixels are errors, not left out)
+    shared = sorted(matcher.matched_map_codes)
     notes = []
     if not shared:
         raise InputError(f"{reference_path}: no class of the reference is a class of the map "
