@@ -52,12 +52,16 @@ D = TrainConfig()
 @allow_no_crs_option
 @click.option("--encoder", default=D.encoder, show_default=True,
               help="tilenet (the paper's) or any segmentation-models-pytorch encoder "
-                   "(resnet18, resnet34, efficientnet-b0, ...), without pretrained weights.")
-@click.option("--z-dim", type=int, default=D.z_dim, show_default=True, help="Embedding size.")
+                   "(resnet18, resnet34, resnet50, efficientnet-b0, ...); random weights "
+                   "unless --weights (nothing is downloaded).")
+@click.option("--z-dim", type=int, default=D.z_dim, show_default=True,
+              help="Embedding size; 0 (smp encoders): no projection, the pooled last-stage "
+                   "features (512 for resnet18/34, 2048 for resnet50).")
 @click.option("--base-width", type=int, default=D.base_width, show_default=True,
               help="TileNet's first-stage width (64 is the paper's; 8-16 train fast on a CPU).")
 @click.option("--epochs", type=int, default=D.epochs, show_default=True,
-              help="Epochs (with --resume: train until this many).")
+              help="Epochs (with --resume: train until this many); 0: write the initial "
+                   "(e.g. pretrained) encoder as the checkpoint, untrained.")
 @click.option("--batch-size", type=int, default=D.batch_size, show_default=True,
               help="Triplets per batch (per process under torchrun).")
 @click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam learning rate.")
@@ -82,7 +86,16 @@ D = TrainConfig()
 @click.option("--no-amp", is_flag=True, default=False,
               help="No bf16 mixed precision on CUDA.")
 @click.option("--weights", type=click.Path(path_type=str), default=None,
-              help="Local state-dict file to start from.  [default: none, random initialisation]")
+              help="Local weights file to start from (loaded with weights_only=True): a "
+                   "geoembed checkpoint, or for an smp encoder a torchvision / timm state "
+                   "dict or a TorchGeo SSL4EO checkpoint; the first convolution is adapted "
+                   "to the bands (matched by name, the rest get the mean filter).  "
+                   "[default: none, random initialisation]")
+@click.option("--weights-bands", default=None, metavar="rgb|s2|NAME,...",
+              help="The weights' input bands, in order, to match the scene's band names: "
+                   "rgb, s2 (Sentinel-2 L1C's 13, B01..B12 with B8A) or names (e.g. "
+                   "B04,B03,B02 for ImageNet weights on Sentinel-2).  [default: rgb for "
+                   "3-band weights, s2 for 13-band weights]")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue RUN/checkpoint.pt (weights, optimizer, epoch).")
 @overwrite_option
@@ -94,7 +107,7 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
                   base_width: int, epochs: int, batch_size: int, lr: float, beta1: float,
                   loss: str, margin: float, l2: float, temperature: float, no_augment: bool,
                   workers: int, seed: int, device: str, no_amp: bool, weights: str | None,
-                  resume: bool, overwrite: bool, quiet: bool) -> None:
+                  weights_bands: str | None, resume: bool, overwrite: bool, quiet: bool) -> None:
     """Train a Tile2Vec encoder on the triplets of STORE (from `geoembed tile`).
 
     With --scenes, the inputs are rasters and fresh triplets are sampled from them every
@@ -109,8 +122,9 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
     config = TrainConfig(
         n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood, bands=bands,
         allow_no_crs=allow_no_crs, max_nodata=max_nodata, encoder=encoder, z_dim=z_dim,
-        base_width=base_width, weights=weights, epochs=epochs, batch_size=batch_size, lr=lr,
-        beta1=beta1, loss=loss, margin=margin, l2=l2, temperature=temperature,
+        base_width=base_width, weights=weights, weights_bands=weights_bands, epochs=epochs,
+        batch_size=batch_size, lr=lr, beta1=beta1, loss=loss, margin=margin, l2=l2,
+        temperature=temperature,
         augment=not no_augment, workers=workers, seed=seed, device=device, amp=not no_amp,
         resume=resume, overwrite=overwrite, quiet=quiet)
     result = train(None if on_the_fly else inputs[0], out,
@@ -125,4 +139,6 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
             f"violated {100 * last['violated']:.1f}%, "
             f"{last['triplets_per_s']:.0f} triplets/s"
         )
+    elif epochs == 0:
+        click.echo("epochs 0: the initial encoder was saved untrained")
     click.echo(f"checkpoint: {result.checkpoint}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from geoembed.errors import CheckpointError, InputError, first_line
+from geoembed.models.pretrained import load_weights
 from geoembed.models.tilenet import TileNet
 
 # segmentation-models-pytorch is imported where an smp encoder is built, not at module top:
@@ -17,13 +19,19 @@ from geoembed.models.tilenet import TileNet
 
 
 class SmpEmbedder(nn.Module):
-    """A segmentation-models-pytorch encoder + global average pooling + linear projection.
+    """A segmentation-models-pytorch encoder + global average pooling (+ a linear projection).
+
+    The embedding is the last stage's feature map averaged over space, projected to
+    ``z_dim`` by a linear layer; with ``project=False`` (or ``z_dim=0``) it is the pooled
+    features themselves (``z_dim`` = the last stage's channels: 512 for resnet18/34, 2048
+    for resnet50), which suits a pretrained encoder used without training.
 
     Tiles whose sides are not multiples of the encoder's output stride are fine: the
     encoder's convolutions pad, and the pooling averages whatever map comes out.
     """
 
-    def __init__(self, name: str, in_channels: int, z_dim: int = 512, depth: int = 5) -> None:
+    def __init__(self, name: str, in_channels: int, z_dim: int = 512, depth: int = 5,
+                 project: bool = True) -> None:
         super().__init__()
         import segmentation_models_pytorch as smp  # lazy: see the note above SmpEmbedder
 
@@ -33,7 +41,16 @@ class SmpEmbedder(nn.Module):
         except KeyError:
             raise InputError(f"unknown encoder {name!r}; see `geoembed train --help`") from None
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.project = nn.Linear(self.encoder.out_channels[-1], z_dim)
+        features = int(self.encoder.out_channels[-1])
+        if project and z_dim:
+            self.project: nn.Module = nn.Linear(features, z_dim)
+            self.z_dim = int(z_dim)
+        else:
+            if z_dim not in (0, features):
+                raise InputError(f"encoder {name!r} without projection embeds {features} "
+                                 f"values, not z_dim {z_dim}")
+            self.project = nn.Identity()
+            self.z_dim = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)[-1]
@@ -48,52 +65,58 @@ def list_encoders() -> list[str]:
 
 
 def build_encoder(name: str, in_channels: int, z_dim: int = 512, *, base_width: int = 64,
-                  weights: str | os.PathLike | None = None, **kwargs: Any) -> nn.Module:
+                  weights: str | os.PathLike | None = None,
+                  band_names: Sequence[str | None] | None = None,
+                  weights_bands: str | Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
     """Build an embedding encoder.
 
     Args:
         name: ``"tilenet"`` (the paper's) or any segmentation-models-pytorch encoder
-            (``"resnet18"``, ``"resnet34"``, ``"efficientnet-b0"``...), without pretrained
-            weights (nothing is downloaded).
+            (``"resnet18"``, ``"resnet34"``, ``"efficientnet-b0"``...), built without
+            pretrained weights (nothing is downloaded).
         in_channels: number of input bands.
-        z_dim: embedding size.
+        z_dim: embedding size; 0 for an smp encoder: no projection, the pooled last-stage
+            features (see :class:`SmpEmbedder`).
         base_width: TileNet's first-stage width (ignored by smp encoders).
-        weights: optional local state-dict file to load (``torch.load(weights_only=True)``).
+        weights: optional local weights file (``torch.load(weights_only=True)``): the whole
+            model's state dict, or for an smp encoder a pretrained backbone's (torchvision,
+            timm, TorchGeo SSL4EO), its first convolution adapted to the bands
+            (:func:`geoembed.models.pretrained.load_weights`).
+        band_names: the input bands' names (descriptions), to match the weights' bands.
+        weights_bands: the weights' input band names (``rgb``, ``s2`` or a list).
+        **kwargs: :class:`SmpEmbedder` options (``depth``, ``project``).
     """
     if in_channels < 1:
         raise InputError("in_channels must be at least 1")
-    if z_dim < 1:
-        raise InputError("z_dim must be at least 1")
+    if z_dim < 0 or (z_dim == 0 and name == "tilenet"):
+        raise InputError(f"z_dim {z_dim} is out of range (0, no projection, is for smp "
+                         "encoders only)")
     if name == "tilenet":
         model: nn.Module = TileNet(in_channels, z_dim=z_dim, base_width=base_width)
     else:
         model = SmpEmbedder(name, in_channels, z_dim=z_dim, **kwargs)
     if weights is not None:
-        load_state_dict_file(model, weights)
+        band_map = load_weights(model, weights, band_names, weights_bands)
+        if band_map is not None:  # for messages: the pretrained band of each input band
+            model.band_map = band_map
     return model
 
 
-def encoder_config(name: str, in_channels: int, z_dim: int, base_width: int = 64) -> dict:
-    """The plain-dict architecture config stored in checkpoints (see :func:`build_encoder`)."""
-    return {"name": name, "in_channels": in_channels, "z_dim": z_dim, "base_width": base_width}
+def embedding_size(model: nn.Module, z_dim: int) -> int:
+    """The size of ``model``'s embeddings (``z_dim``, or the pooled features' for 0)."""
+    return int(getattr(model, "z_dim", z_dim) or z_dim)
 
 
-def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a local weights file (a state dict, or a geoembed checkpoint) into ``model``."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: refused to load weights ({type(exc).__name__}); only "
-                              "plain state-dict files are accepted") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit this model "
-                              f"({first_line(exc)})") from None
+def encoder_config(name: str, in_channels: int, z_dim: int, base_width: int = 64, *,
+                   project: bool = True) -> dict:
+    """The plain-dict architecture config stored in checkpoints (see :func:`build_encoder`).
+
+    ``project=False`` (an smp encoder without projection) is stored as ``"project": False``.
+    """
+    cfg = {"name": name, "in_channels": in_channels, "z_dim": z_dim, "base_width": base_width}
+    if not project:
+        cfg["project"] = False
+    return cfg
 
 
 def encoder_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:

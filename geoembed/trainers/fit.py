@@ -87,7 +87,8 @@ class FitConfig:
     """Options of the fit loop (every trainer passes its own subset).
 
     Attributes:
-        epochs: total epochs (with ``resume``: train until this many).
+        epochs: total epochs (with ``resume``: train until this many); 0: the initial
+            model is saved as the checkpoint (epoch 0), nothing is trained.
         batch_size: items per batch (per process under torchrun).
         lr, betas, weight_decay: Adam's settings.
         workers: DataLoader worker processes.
@@ -115,9 +116,9 @@ class FitConfig:
     throughput_name: str = "items_per_s"
 
     def validate(self) -> None:
-        """Raise :class:`InputError` for an epoch count or batch size below 1."""
-        if self.epochs < 1:
-            raise InputError("--epochs must be at least 1")
+        """Raise :class:`InputError` for a negative epoch count or a batch size below 1."""
+        if self.epochs < 0:
+            raise InputError("--epochs must be at least 0")
         if self.batch_size < 1:
             raise InputError("--batch-size must be at least 1")
 

@@ -8,10 +8,15 @@ torchrun, checkpoint every epoch, ``--resume``, metrics.csv, loss.png).
 The checkpoint (kind ``"tile2vec"``) holds, besides what ``fit`` adds (``state_dict``,
 ``optimizer``, ``epoch``, ``options``, ``history``): ``encoder`` (the
 :func:`~geoembed.models.encoder_config` dict), ``bands`` (1-based band indexes of the
-source rasters), ``band_stats`` (:meth:`BandStats.to_dict`), ``tile_size``,
-``neighborhood``, ``scenes`` (source raster paths), ``store`` (store path or None),
-``loss`` (:meth:`Tile2VecLoss.to_dict`), ``init_weights`` and ``world_size`` (processes
-under torchrun; ``batch_size`` is per process).
+source rasters), ``band_names`` (their descriptions), ``band_stats``
+(:meth:`BandStats.to_dict`), ``tile_size``, ``neighborhood``, ``scenes`` (source raster
+paths), ``store`` (store path or None), ``loss`` (:meth:`Tile2VecLoss.to_dict`),
+``init_weights``, ``init_weights_bands`` and ``init_band_map`` (the pretrained band each
+input band's first-layer filters came from, None: the mean filter) and ``world_size``
+(processes under torchrun; ``batch_size`` is per process).
+
+With ``epochs=0`` nothing is trained: the initial encoder (e.g. pretrained weights from
+``weights``) is written as an epoch-0 checkpoint that ``embed`` / ``evaluate`` load.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from geoembed.datasets.triplets import OnTheFlyTripletDataset, TripletStoreDataset
 from geoembed.devices import resolve_device
@@ -34,6 +40,7 @@ from geoembed.errors import InputError, first_line
 from geoembed.io.scenes import band_statistics, open_scenes
 from geoembed.losses import DEFAULT_MARGIN, Tile2VecLoss, triplet_distances
 from geoembed.models import build_encoder, encoder_config, list_encoders
+from geoembed.models.encoders import embedding_size
 from geoembed.trainers.fit import FitConfig, FitResult, StepOutput, fit, seed_everything
 from geoembed.trainers.rundir import check_run_dir, clear_run
 from geoembed.trainers.tile2vec_config import (
@@ -138,22 +145,37 @@ def train(store: str | os.PathLike | None = None, out: str | os.PathLike = "run"
     in_channels = len(data_payload["bands"])
     seed_everything(cfg.seed)
     model = build_encoder(cfg.encoder, in_channels, cfg.z_dim, base_width=cfg.base_width,
-                          weights=cfg.weights)
+                          weights=cfg.weights, band_names=data_payload["band_names"],
+                          weights_bands=cfg.weights_bands)
+    _report_band_map(model, data_payload["band_names"], cfg)
     _check_tile_fits(model, cfg.encoder, in_channels, int(data_payload["tile_size"]))
     objective = Tile2VecLoss(cfg.loss, margin=float(cfg.margin), l2=float(cfg.l2),
                              temperature=float(cfg.temperature))
     payload = {
         **data_payload,
-        "encoder": encoder_config(cfg.encoder, in_channels, int(cfg.z_dim),
-                                  int(cfg.base_width)),
+        "encoder": encoder_config(cfg.encoder, in_channels, embedding_size(model, cfg.z_dim),
+                                  int(cfg.base_width), project=cfg.z_dim != 0),
         "loss": objective.to_dict(),
         "init_weights": str(cfg.weights) if cfg.weights is not None else None,
+        "init_weights_bands": cfg.weights_bands,
+        "init_band_map": getattr(model, "band_map", None),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }
     if cfg.overwrite:  # only now that everything is checked
         clear_run(out)
     return fit(model, dataset, TripletStep(objective), out_dir=out, kind=KIND, payload=payload,
                options=cfg.checkpoint_options(data_options), config=_fit_config(cfg))
+
+
+def _report_band_map(model: nn.Module, band_names: Sequence[str | None],
+                     cfg: TrainConfig) -> None:
+    """Say which pretrained band each input band's first-layer filters come from."""
+    band_map = getattr(model, "band_map", None)
+    if band_map is None or cfg.quiet or int(os.environ.get("RANK", "0")) != 0:
+        return
+    pairs = [f"{i + 1}{f' ({name})' if name else ''} <- {src or 'mean'}"
+             for i, (name, src) in enumerate(zip(band_names, band_map, strict=True))]
+    tqdm.write(f"--weights: first convolution's bands: {', '.join(pairs)}")
 
 
 def _fit_config(cfg: TrainConfig) -> FitConfig:
@@ -182,7 +204,10 @@ def _dataset(store: str | os.PathLike | None, scenes: Sequence | None, cfg: Trai
     meta_scenes = [s["path"] if isinstance(s, dict) else str(s)
                    for s in ds.meta.get("scenes", [])]
     options = {"store": path, "n_triplets": ds.n_triplets, "tile_size": ds.tile_size}
+    descriptions = (ds.meta.get("scenes") or [{}])[0]
+    descriptions = descriptions.get("descriptions") if isinstance(descriptions, dict) else None
     payload = {"bands": ds.bands, "band_stats": ds.band_stats.to_dict(),
+               "band_names": list(descriptions or [None] * len(ds.bands)),
                "tile_size": ds.tile_size, "neighborhood": ds.meta.get("neighborhood"),
                "scenes": meta_scenes, "store": path}
     return ds, options, payload
@@ -204,7 +229,8 @@ def _scene_dataset(scenes: Sequence, cfg: TrainConfig) -> tuple[Dataset, dict, d
     bands = list(opened[0].bands)
     options = {"scenes": paths, "n_triplets": n_triplets, "tile_size": tile_size,
                "neighborhood": neighborhood, "bands": bands, "max_nodata": max_nodata}
-    payload = {"bands": bands, "band_stats": stats.to_dict(), "tile_size": tile_size,
+    payload = {"bands": bands, "band_stats": stats.to_dict(),
+               "band_names": list(opened[0].descriptions), "tile_size": tile_size,
                "neighborhood": neighborhood, "scenes": paths, "store": None}
     return ds, options, payload
 

@@ -24,8 +24,8 @@ DEFAULT_N_TRIPLETS = 10_000
 
 #: Allowed values of the numeric options (the message names the CLI flag).
 _RULES = {
-    "z_dim": lambda v: v >= 1, "base_width": lambda v: v >= 1,
-    "epochs": lambda v: v >= 1, "batch_size": lambda v: v >= 1,
+    "z_dim": lambda v: v >= 0, "base_width": lambda v: v >= 1,
+    "epochs": lambda v: v >= 0, "batch_size": lambda v: v >= 1,
     "lr": lambda v: v > 0, "beta1": lambda v: 0 <= v < 1,
     "margin": lambda v: v >= 0, "l2": lambda v: v >= 0,
     "temperature": lambda v: v > 0, "workers": lambda v: v >= 0,
@@ -50,10 +50,17 @@ class TrainConfig:
         allow_no_crs: accept scenes without a CRS (on-the-fly mode).
         max_nodata: largest nodata fraction of a sampled tile, on-the-fly mode (``None``: 0).
         encoder: ``"tilenet"`` or a segmentation-models-pytorch encoder name.
-        z_dim: embedding size.
+        z_dim: embedding size; 0 (smp encoders): no projection, the pooled last-stage
+            features (512 for resnet18/34, 2048 for resnet50).
         base_width: TileNet's first-stage width (64 in the paper; ignored by smp encoders).
-        weights: local state-dict file to start from.
-        epochs: total epochs (with ``resume``: train until this many).
+        weights: local weights file to start from (``weights_only=True``): the whole
+            model's state dict, or for an smp encoder a pretrained backbone (torchvision /
+            timm state dict, TorchGeo SSL4EO checkpoint), its first convolution adapted to
+            the scene's bands (:mod:`geoembed.models.pretrained`).
+        weights_bands: the weights' input band names (``rgb``, ``s2`` or comma-separated
+            names; ``None``: rgb for 3-band weights, Sentinel-2 L1C's 13 for 13-band ones).
+        epochs: total epochs (with ``resume``: train until this many); 0 writes the
+            initial model (e.g. a pretrained encoder) as a checkpoint without training.
         batch_size: triplets per batch (per process under torchrun).
         lr: Adam learning rate.
         beta1: Adam's first beta (the paper's betas are (0.5, 0.999)).
@@ -82,6 +89,7 @@ class TrainConfig:
     z_dim: int = 512
     base_width: int = 64
     weights: str | None = None
+    weights_bands: str | None = None
     epochs: int = 50
     batch_size: int = 50
     lr: float = 1e-3
@@ -105,6 +113,8 @@ class TrainConfig:
         Raises:
             InputError: an unknown loss or a number out of range.
         """
+        if self.weights_bands is not None and self.weights is None:
+            raise InputError("--weights-bands applies only with --weights")
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
         for key, rule in _RULES.items():
@@ -148,4 +158,5 @@ class TrainConfig:
                        if k in ("name", "margin", "l2", "temperature")})
         if ckpt.get("init_weights") is not None:
             kwargs["weights"] = ckpt["init_weights"]
+            kwargs["weights_bands"] = ckpt.get("init_weights_bands")
         return cls(**kwargs)
