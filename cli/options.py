@@ -106,3 +106,50 @@ allow_no_crs_option = click.option(
     "--allow-no-crs", is_flag=True, default=False,
     help="Accept rasters without a CRS (pixel coordinates only).",
 )
+
+
+def shard_options(func: F) -> F:
+    """``--shard I/N`` and ``--shards N`` (the AWS Batch array size), for the many-input
+    commands; :func:`resolve_cli_shard` turns them (or the environment) into a shard."""
+    func = click.option(
+        "--shards", type=click.IntRange(min=1), default=None, metavar="N",
+        help="Number of shards when the shard index comes from AWS_BATCH_JOB_ARRAY_INDEX "
+             "(AWS Batch does not export the array size).  [default: none]")(func)
+    return click.option(
+        "--shard", default=None, metavar="I/N",
+        help="Process only shard I of N (0-based): the inputs, sorted, whose index mod N is "
+             "I. Without it: SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, "
+             "AWS_BATCH_JOB_ARRAY_INDEX with --shards, or torchrun's RANK / WORLD_SIZE "
+             "(device cuda:LOCAL_RANK).  [default: every input]")(func)
+
+
+def resolve_cli_shard(shard: str | None, shards: int | None, device: str) -> tuple[Any, str]:
+    """The shard to run (None: all inputs) and the device: under torchrun with CUDA,
+    ``cuda:LOCAL_RANK`` when ``device`` is auto or cuda (one GPU per local rank)."""
+    from geoembed.io.inputs import resolve_shard, torchrun_local_rank
+
+    found = resolve_shard(shard, shards)
+    local_rank = torchrun_local_rank()
+    if local_rank is not None and device in ("auto", "cuda"):
+        import torch  # only under torchrun, where the command imports torch anyway
+
+        if torch.cuda.is_available():
+            device = f"cuda:{local_rank}"
+    return found, device
+
+
+def stac_options(func: F) -> F:
+    """``--assets`` and ``--resampling``: how a STAC item input becomes a scene
+    (:mod:`geoembed.io.stac`); the command gets ``assets`` and ``resampling``."""
+    from geoembed.io.stac import RESAMPLING
+
+    func = click.option(
+        "--resampling", type=click.Choice(RESAMPLING), default=None,
+        help="STAC items: how assets coarser than the finest one meet its grid, and (only "
+             "when given) how assets in another CRS are warped onto it.  [default: nearest; "
+             "assets in another CRS refused]")(func)
+    return click.option(
+        "--assets", type=CommaList(str, example="B04,B03,B02,B08"), default=None,
+        metavar="KEY,...",
+        help="STAC items: the band assets to stack, in this order, onto the finest asset's "
+             "grid.  [default: the item's only GeoTIFF asset]")(func)

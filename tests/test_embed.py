@@ -350,7 +350,8 @@ def test_embed_config_matches_the_cli_defaults():
     for field in dataclasses.fields(EmbedConfig):
         if field.name in defaults:
             assert getattr(config, field.name) == defaults[field.name], field.name
-    assert set(defaults) - {"out", "help"} <= {f.name for f in dataclasses.fields(EmbedConfig)}
+    assert set(defaults) - {"out", "help", "shard", "shards"} <= {
+        f.name for f in dataclasses.fields(EmbedConfig)}
 
 
 def test_bands_override_selects_the_checkpoint_bands(tmp_path):

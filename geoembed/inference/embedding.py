@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from torch import nn
 
 from geoembed import __version__
 from geoembed.devices import resolve_device
-from geoembed.errors import CheckpointError, InputError, RasterError
+from geoembed.errors import CheckpointError, InputError, OutputExistsError, RasterError
 from geoembed.inference.config import EmbedConfig, resolve_config
 from geoembed.inference.engine import TorchWindowModel, predict_rows, progress, streaming_cache
 from geoembed.inference.stitch import WindowPixelStrips
@@ -56,7 +57,10 @@ from geoembed.io.checkpoint import file_sha256, load_checkpoint
 from geoembed.io.embeddings import DEQUANTIZATION, INT8_NODATA, band_names, quantize
 from geoembed.io.georef import window_grid_transform
 from geoembed.io.geotiff import RasterWriter
-from geoembed.io.outputs import check_output
+from geoembed.io.inputs import Shard
+from geoembed.io.manifest import ManifestWriter, check_checkpoint
+from geoembed.io.outputs import check_output, remove_stale_temporaries
+from geoembed.io.resume import OPTIONS_TAG, matching_output, options_digest
 from geoembed.io.scenes import BandStats, Scene, open_scene
 from geoembed.models import encoder_from_checkpoint
 from geoembed.samplers.grid import WindowGrid
@@ -150,46 +154,107 @@ def open_scene_for(em: EmbeddingModel, path: str | os.PathLike,
 
 def embed(checkpoint: str | os.PathLike,
           scenes: str | os.PathLike | Sequence[str | os.PathLike],
-          out: str | os.PathLike, config: EmbedConfig | None = None, **options: Any
-          ) -> list[Path]:
+          out: str | os.PathLike, config: EmbedConfig | None = None, *,
+          shard: Shard | None = None, log: Callable[[str], None] | None = None,
+          **options: Any) -> list[Path]:
     """Embed whole scenes with a trained Tile2Vec encoder into embedding GeoTIFFs.
+
+    Resumable: an output that is already there with this checkpoint's SHA-256 and the same
+    options (tags ``checkpoint_sha256``, ``options_sha256``) is skipped; temporaries left by
+    a killed run are removed. Into a directory, each run appends a line per output to its
+    shard's manifest (:mod:`geoembed.io.manifest`).
 
     Args:
         checkpoint: a ``tile2vec`` checkpoint (``geoembed train``'s ``checkpoint.pt``).
-        scenes: one or more rasters with the bands the encoder was trained on.
+        scenes: one or more rasters with the bands the encoder was trained on (all of
+            them, in the order that defines the shards: :func:`geoembed.io.inputs.expand_inputs`
+            sorts them).
         out: the output file for one scene; a directory for several (each scene's output
             is ``<scene stem>_embedding.tif`` there).
         config: the options (:class:`~geoembed.inference.config.EmbedConfig`: stride,
             batch_size, max_nodata, dtype, bands, device, amp, prefetch, overwrite, quiet,
             allow_no_crs, blocksize).
+        shard: embed only this shard's scenes (index mod count); None: all.
+        log: called with one line per event (shard, skipped outputs, removed temporaries).
         **options: fields of :class:`EmbedConfig`, overriding ``config``'s.
 
     Returns:
-        The output paths, one per scene.
+        The shard's output paths, one per scene (written or skipped).
 
     Raises:
         CheckpointError, RasterError, InputError, OutputExistsError: bad input (nothing is
             written for a scene whose embedding fails; finished scenes are kept).
     """
     cfg = resolve_config(EmbedConfig, config, options)
+    say = log or (lambda _: None)
     paths = [scenes] if isinstance(scenes, str | os.PathLike) else list(scenes)
-    targets = _targets(paths, Path(out))
+    out = Path(out)
+    targets = _targets(paths, out)
     em = load_embedding_model(checkpoint)
     stride = em.tile if cfg.stride is None else int(cfg.stride)
     if stride > em.tile:
         raise InputError(f"stride {stride} is larger than the tile ({em.tile} px): pixels "
                          "between windows would be skipped")
-    opened = [open_scene_for(em, p, cfg.bands, allow_no_crs=cfg.allow_no_crs) for p in paths]
-    for t in targets:
-        check_output(t, cfg.overwrite)
-    model = TorchWindowModel(em.model, em.band_stats, resolve_device(cfg.device), cfg.amp)
-    done = []
-    for scene, target in zip(opened, targets, strict=True):
-        try:
-            done.append(_embed_scene(em, model, scene, target, stride, cfg))
-        finally:
+    mine = [i for i in range(len(paths)) if shard is None or i % shard.count == shard.index]
+    manifest = None
+    if len(paths) > 1 or out.is_dir():
+        check_checkpoint(out, em.sha256, cfg.overwrite)
+        manifest = ManifestWriter.for_shard(out, em.sha256, *((shard.index, shard.count)
+                                                             if shard else (0, 1)))
+    if shard is not None:
+        names = ", ".join(str(paths[i]) for i in mine) or "none"
+        say(f"shard {shard} (from {shard.source}): {len(mine)} of {len(paths)} inputs: {names}")
+    if not mine:
+        say(f"shard {shard} has no inputs ({len(paths)} inputs for {shard.count} shards)"
+            if shard else "no inputs")
+        return []
+    expected = {"checkpoint_sha256": em.sha256,
+                OPTIONS_TAG: options_digest(_pixel_options(em, cfg, stride))}
+    todo, done = [], {}
+    for i in mine:
+        for tmp in remove_stale_temporaries(targets[i]):
+            say(f"removed {tmp}, left by an interrupted run")
+        if not cfg.overwrite and targets[i].exists():
+            if not matching_output(targets[i], {**expected, "source": Path(paths[i]).name}):
+                raise OutputExistsError(f"{targets[i]} exists and is not this checkpoint's "
+                                        "output with these options; pass --overwrite to "
+                                        "replace it")
+            say(f"{targets[i]}: complete (same checkpoint and options), skipped")
+            done[i] = targets[i]
+            if manifest:
+                manifest.add(str(paths[i]), targets[i], "skipped", 0.0)
+            continue
+        todo.append(i)
+    opened = {i: open_scene_for(em, paths[i], cfg.bands, allow_no_crs=cfg.allow_no_crs)
+              for i in todo}
+    try:
+        for i in todo:
+            check_output(targets[i], cfg.overwrite)
+        model = TorchWindowModel(em.model, em.band_stats, resolve_device(cfg.device), cfg.amp) \
+            if todo else None
+        for i in todo:
+            start = time.perf_counter()
+            try:
+                done[i] = _embed_scene(em, model, opened[i], targets[i], stride, cfg,
+                                       expected[OPTIONS_TAG])
+            except Exception:
+                if manifest:
+                    manifest.add(str(paths[i]), targets[i], "failed",
+                                 time.perf_counter() - start)
+                raise
+            if manifest:
+                manifest.add(str(paths[i]), targets[i], "written", time.perf_counter() - start)
+    finally:
+        for scene in opened.values():
             scene.close()
-    return done
+    return [done[i] for i in mine]
+
+
+def _pixel_options(em: EmbeddingModel, cfg: EmbedConfig, stride: int) -> dict[str, Any]:
+    """What shapes an output's bytes besides the checkpoint (digested into a tag)."""
+    return {"stride": stride, "tile": em.tile, "max_nodata": cfg.max_nodata,
+            "dtype": cfg.dtype, "blocksize": cfg.blocksize,
+            "bands": list(cfg.bands or em.bands or [])}
 
 
 def _targets(paths: list, out: Path) -> list[Path]:
@@ -229,7 +294,7 @@ def scene_tags(em: EmbeddingModel, scene: Scene, stride: int, dtype: str,
 
 
 def _embed_scene(em: EmbeddingModel, model: TorchWindowModel, scene: Scene, target: Path,
-                 stride: int, cfg: EmbedConfig) -> Path:
+                 stride: int, cfg: EmbedConfig, digest: str) -> Path:
     """Embed one scene: one output pixel per window, written strip by strip."""
     grid = WindowGrid.for_scene(scene, em.tile, stride)
     n_rows, n_cols = grid.shape
@@ -238,7 +303,7 @@ def _embed_scene(em: EmbeddingModel, model: TorchWindowModel, scene: Scene, targ
         target, width=n_cols, height=n_rows, count=em.z_dim, dtype=cfg.dtype, crs=scene.crs,
         transform=window_grid_transform(scene.transform, em.tile, stride),
         nodata=INT8_NODATA if int8 else float("nan"), descriptions=band_names(em.z_dim),
-        tags=scene_tags(em, scene, stride, cfg.dtype, cfg.max_nodata),
+        tags={**scene_tags(em, scene, stride, cfg.dtype, cfg.max_nodata), OPTIONS_TAG: digest},
         overwrite=cfg.overwrite, cog=True, blocksize=cfg.blocksize,
         overview_resampling="nearest" if int8 else "average",
     )

@@ -5,6 +5,7 @@ sibling and renamed into place, so an interrupted run leaves nothing half-writte
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -64,3 +65,25 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False, *,
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary siblings of ``path`` (:func:`temporary_sibling` names) left by a run that
+    was killed before it could rename or remove them."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp$")
+    return sorted(p for p in path.parent.iterdir() if pattern.match(p.name))
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove what :func:`stale_temporaries` finds (call it only from the process that owns
+    ``path``: another one may be writing its temporary right now). Returns what was removed."""
+    removed = stale_temporaries(path)
+    for tmp in removed:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    return removed
