@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "map": "map:map_command",
     "weak": "weak:weak_group",
     "segment": "segment:segment_command",
+    "mosaic": "mosaic:mosaic_command",
     "demo": "demo:demo_command",
 }
 
@@ -40,6 +41,7 @@ SUMMARIES: dict[str, str] = {
     "map": "Land-cover map from labels and embeddings (or baselines), with areas.",
     "weak": "Weakly supervised U-Nets (image-level, single-pixel, dense labels).",
     "segment": "Segment a whole scene with a trained U-Net to GeoTIFF.",
+    "mosaic": "One VRT (or COG) over the outputs of a sharded embed / segment run.",
     "demo": "Run the pipeline on the bundled sample data.",
 }
 
