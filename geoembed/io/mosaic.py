@@ -15,6 +15,7 @@ COG: :func:`rasterio.merge.merge` in memory, written by :class:`~geoembed.io.geo
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,7 +115,9 @@ def vrt_xml(sources: Sequence[str | os.PathLike], relative_to: str | os.PathLike
     top = max(m[4].f for m in metas)
     right = max(m[4].c + m[4].a * m[5] for m in metas)
     bottom = min(m[4].f + m[4].e * m[6] for m in metas)
-    width, height = round((right - left) / res_x), round((top - bottom) / res_y)
+    # whole pixels covering every source (a source off the grid adds a partial one)
+    width = math.ceil((right - left) / res_x - 1e-6)
+    height = math.ceil((top - bottom) / res_y - 1e-6)
     nodata = metas[0][7]
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
              f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(crs.to_wkt())}</SRS>',
