@@ -64,9 +64,10 @@ def embed_command(checkpoint: Path, scenes: tuple[str, ...], out: Path, shard: s
     Bands are named emb_000, emb_001...
 
     SCENES may include @list.txt files (one input a line) and STAC Items or ItemCollections
-    (JSON files or URLs; each item a scene of its --assets, named by the item's id). Reruns skip outputs already
-    written with the same checkpoint and options; --shard splits the inputs over processes
-    (job arrays, torchrun), each appending to its own manifest-I-of-N.jsonl in --out.
+    (JSON files or URLs; each item a scene of its --assets, named by the item's id).
+    Reruns skip outputs already written with the same checkpoint and options; --shard
+    splits the inputs over processes (job arrays, torchrun), each appending to its own
+    manifest-I-of-N.jsonl in --out.
     """
     inputs = expand_inputs(scenes, [stac_expander(assets, resampling)])
     chosen, device = resolve_cli_shard(shard, shards, device)

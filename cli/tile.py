@@ -12,6 +12,7 @@ from geoembed.cli.options import (
     overwrite_option,
     quiet_option,
     seed_option,
+    stac_options,
 )
 
 from geoembed.samplers.config import TileConfig
@@ -46,6 +47,7 @@ _DEFAULT = TileConfig()
               show_default=True, metavar="MiB",
               help="Pixels read at once, in MiB: scenes are read in passes of whole block "
                    "rows within it (the triplets do not depend on it).")
+@stac_options
 @overwrite_option
 @quiet_option
 @allow_no_crs_option
@@ -53,21 +55,26 @@ _DEFAULT = TileConfig()
 def tile_command(scenes: tuple[str, ...], out: Path, n_triplets: int, tile_size: int,
                  neighborhood: float, seed: int, bands: tuple[int, ...] | None,
                  max_nodata: float, distant_other_scene_prob: float | None, aoi: Path | None,
-                 memory: int, overwrite: bool, quiet: bool, allow_no_crs: bool) -> None:
+                 memory: int, assets: tuple[str, ...] | None, resampling: str | None,
+                 overwrite: bool, quiet: bool, allow_no_crs: bool) -> None:
     """Sample Tile2Vec triplets from SCENE... (GeoTIFFs or any GDAL raster) into --out.
+
+    A SCENE may be a STAC Item or ItemCollection (JSON file or URL): each item is a scene
+    of its --assets.
 
     Anchors are uniform over the scenes' valid area, neighbors within --neighborhood
     pixels of the anchor, distant tiles farther than that or from another scene.
     Footprints are written in the first scene's CRS.
     """
     # numpy, rasterio and the sampler take ~0.7 s to import: not for `geoembed tile --help`
+    from geoembed.io.stac import scene_inputs
     from geoembed.samplers.tiling import tile
 
     config = TileConfig(n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood,
                         bands=bands, max_nodata=max_nodata, aoi=aoi, seed=seed,
                         distant_other_scene_prob=distant_other_scene_prob, memory=memory)
-    store = tile(list(scenes), out, config, overwrite=overwrite, quiet=quiet,
-                 allow_no_crs=allow_no_crs)
+    store = tile(scene_inputs(scenes, assets, resampling), out, config, overwrite=overwrite,
+                 quiet=quiet, allow_no_crs=allow_no_crs)
     m = store.meta
     size_mb = (store.path / "triplets.npy").stat().st_size / 2**20
     click.echo(

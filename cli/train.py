@@ -13,6 +13,7 @@ from geoembed.cli.options import (
     overwrite_option,
     quiet_option,
     seed_option,
+    stac_options,
 )
 
 from geoembed.errors import InputError
@@ -98,6 +99,7 @@ D = TrainConfig()
                    "3-band weights, s2 for 13-band weights]")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue RUN/checkpoint.pt (weights, optimizer, epoch).")
+@stac_options
 @overwrite_option
 @quiet_option
 @handle_errors
@@ -107,12 +109,14 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
                   base_width: int, epochs: int, batch_size: int, lr: float, beta1: float,
                   loss: str, margin: float, l2: float, temperature: float, no_augment: bool,
                   workers: int, seed: int, device: str, no_amp: bool, weights: str | None,
-                  weights_bands: str | None, resume: bool, overwrite: bool, quiet: bool) -> None:
+                  weights_bands: str | None, resume: bool, assets: tuple[str, ...] | None,
+                  resampling: str | None, overwrite: bool, quiet: bool) -> None:
     """Train a Tile2Vec encoder on the triplets of STORE (from `geoembed tile`).
 
     With --scenes, the inputs are rasters and fresh triplets are sampled from them every
-    epoch (for data too big to store). Under `torchrun --nproc_per_node N -m geoembed.cli
-    train ...` it trains with DistributedDataParallel.
+    epoch (for data too big to store); a SCENE may be a STAC Item or ItemCollection (JSON
+    file or URL), each item a scene of its --assets. Under `torchrun --nproc_per_node N -m
+    geoembed.cli train ...` it trains with DistributedDataParallel.
     """
     from geoembed.trainers.tile2vec import train  # torch: imported when the command runs
 
@@ -127,8 +131,13 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
         temperature=temperature,
         augment=not no_augment, workers=workers, seed=seed, device=device, amp=not no_amp,
         resume=resume, overwrite=overwrite, quiet=quiet)
+    if not on_the_fly and (assets or resampling):
+        raise InputError("--assets and --resampling apply to STAC items given with --scenes")
+    from geoembed.io.stac import scene_inputs
+
     result = train(None if on_the_fly else inputs[0], out,
-                   scenes=list(inputs) if on_the_fly else None, config=config)
+                   scenes=scene_inputs(inputs, assets, resampling) if on_the_fly else None,
+                   config=config)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.history:

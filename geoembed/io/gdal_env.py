@@ -8,7 +8,7 @@ from typing import Any
 
 import rasterio
 
-from geoembed.io.paths import is_remote
+from geoembed.io.paths import is_remote, is_stac_vrt
 
 CLOUD_DEFAULTS: dict[str, Any] = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing per open
@@ -44,10 +44,12 @@ def cloud_options() -> dict[str, Any]:
 def read_env(path: str | os.PathLike) -> contextlib.AbstractContextManager:
     """The GDAL settings to open or read ``path`` under: cloud settings for a remote path.
 
-    Local paths get no ``rasterio.Env`` (nothing to configure, and nothing to pay per read).
+    Local paths get no ``rasterio.Env`` (nothing to configure, and nothing to pay per read),
+    but for the VRT of a STAC item (:func:`geoembed.io.paths.is_stac_vrt`), whose sources
+    are usually URLs.
     It is entered around each open and each read (about 40 us), so the settings are in place
     in whichever thread reads (the strip reader reads in a thread of its own).
     """
-    if is_remote(path):
+    if is_remote(path) or is_stac_vrt(path):
         return rasterio.Env(**cloud_options())
     return contextlib.nullcontext()

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from geoembed.errors import InputError
 from geoembed.io.paths import is_remote
+from geoembed.io.stac import expand_stac
 
 Expander = Callable[[str], "list[str] | None"]
-EXPANDERS: list[Expander] = []
+EXPANDERS: list[Expander] = [expand_stac]
 """Hooks tried on every input, in order: one returns the inputs an item stands for (a STAC
 ItemCollection -> its items...) or None to leave the item as it is."""
 
@@ -46,12 +47,12 @@ def _read_list(item: str) -> list[str]:
     return inputs
 
 
-def _expand_one(item: str) -> list[str]:
+def _expand_one(item: str, hooks: Sequence[Expander]) -> list[str]:
     """The inputs one command-line item stands for."""
     items = _read_list(item) if item.startswith("@") else [item]
     expanded = []
     for text in items:
-        for hook in EXPANDERS:
+        for hook in hooks:
             more = hook(text)
             if more is not None:
                 expanded.extend(more)
@@ -66,15 +67,18 @@ def _key(text: str) -> str:
     return text if is_remote(text) else os.path.normpath(os.path.abspath(text))
 
 
-def expand_inputs(items: Sequence[str]) -> list[str]:
+def expand_inputs(items: Sequence[str], expanders: Sequence[Expander] = ()) -> list[str]:
     """Expand ``@list.txt`` items (and the :data:`EXPANDERS` hooks); return the inputs sorted.
+
+    ``expanders`` are tried before :data:`EXPANDERS` (e.g. STAC items with the command's
+    ``--assets``: :func:`geoembed.io.stac.stac_expander`).
 
     Raises:
         InputError: no inputs, an unreadable list, or an input given twice.
     """
     inputs: list[str] = []
     for item in items:
-        inputs.extend(_expand_one(os.fspath(item)))
+        inputs.extend(_expand_one(os.fspath(item), [*expanders, *EXPANDERS]))
     if not inputs:
         raise InputError("no inputs: give scenes or @list.txt files that list them")
     seen: dict[str, str] = {}

@@ -91,3 +91,15 @@ def require_local(path: str | os.PathLike, what: str = "output") -> None:
     if is_remote(path) or _FOLDED_SCHEME.match(os.fspath(path)):
         raise InputError(f"{os.fspath(path)}: the {what} must be a local path; geoembed reads "
                          "remote rasters but writes only local files")
+
+
+STAC_VRT_PREFIX = "stac-"
+"""The folder prefix of STAC item VRTs in the cache (``.../stac/stac-<key>/<item id>.vrt``)."""
+
+
+def is_stac_vrt(path: str | os.PathLike) -> bool:
+    """True for a VRT geoembed writes for a STAC item (:mod:`geoembed.io.stac`): its sources
+    are usually URLs, so it is read under the cloud settings. A string check only."""
+    text = os.fspath(path)
+    return (text.endswith(".vrt") and not text.endswith(".warped.vrt")
+            and os.path.basename(os.path.dirname(text)).startswith(STAC_VRT_PREFIX))

@@ -26,6 +26,7 @@ from rasterio.windows import Window
 from geoembed.errors import CRSError, InputError, RasterError, first_line
 from geoembed.io.gdal_env import read_env
 from geoembed.io.paths import credentials_hint, gdal_path, is_remote
+from geoembed.io.stac import ensure_vrt
 
 
 @dataclass
@@ -208,12 +209,14 @@ def open_dataset(path: str | os.PathLike) -> rasterio.io.DatasetReader:
     """``rasterio.open`` with one-line errors: no such file, or not a raster GDAL can read.
 
     ``path`` may be a URL or a GDAL virtual path (:func:`geoembed.io.paths.gdal_path`),
-    opened under geoembed's cloud settings.
+    opened under geoembed's cloud settings, or a STAC item's VRT (built here the first time:
+    :func:`geoembed.io.stac.ensure_vrt`).
 
     Raises:
         InputError: the local path does not exist, or a URL scheme GDAL cannot read.
         RasterError: GDAL cannot open it as a raster (or the server refuses it).
     """
+    ensure_vrt(path)  # a STAC item's VRT is built on its first open
     target = gdal_path(path)
     remote = is_remote(path)
     if not remote and not os.path.exists(path):
