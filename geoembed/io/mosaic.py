@@ -6,10 +6,12 @@ another CRS is reprojected (nearest neighbour: int8 codes and class values must 
 blended) into a GeoTIFF next to the mosaic, ``<mosaic stem>_reprojected/``, through a
 rasterio ``WarpedVRT``.
 
-VRT: GDAL's ``BuildVRT`` when ``osgeo.gdal`` is importable; otherwise (rasterio does not
-expose ``BuildVRT``, and its ``WarpedVRT`` is one source, in memory) :func:`vrt_xml` writes
-the minimal VRT XML: one ``ComplexSource`` per source and band, on the first source's
-pixel size, nodata honoured so that a source's nodata does not cover its neighbours.
+VRT: rasterio does not expose GDAL's ``BuildVRT`` and its ``WarpedVRT`` is one source, in
+memory; GDAL's Python bindings (``osgeo``) are not a dependency, and an optional
+``BuildVRT`` path would make the output depend on what else is installed. So
+:func:`vrt_xml` writes the minimal VRT XML (tested): one ``ComplexSource`` per source and
+band, on the first source's pixel size, paths relative to the VRT, nodata honoured so that
+a source's nodata does not cover its neighbours.
 COG: :func:`rasterio.merge.merge` in memory, written by :class:`~geoembed.io.geotiff.RasterWriter`.
 """
 
@@ -179,17 +181,8 @@ def build_mosaic(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     paths = _reprojected(paths, target, out.parent / f"{out.stem}_reprojected")
     if cog:
         return _write_cog(paths, out, overwrite)
-    try:
-        from osgeo import gdal  # optional: GDAL's own BuildVRT when its bindings are there
-    except ImportError:
-        gdal = None
     with atomic_output(out, overwrite) as tmp:
-        if gdal is not None:
-            vrt = gdal.BuildVRT(str(tmp), [str(p.resolve()) for p in paths])
-            vrt.FlushCache()
-            del vrt  # closing writes the file
-        else:
-            tmp.write_text(vrt_xml(paths, relative_to=out.parent))
+        tmp.write_text(vrt_xml(paths, relative_to=out.parent))
     return out
 
 
