@@ -25,6 +25,7 @@ from geoembed.evaluation.config import (
     EvaluateConfig,
     check_size,
 )
+from geoembed.evaluation.verdict import verdict_line
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
 _RASTER = click.Path(dir_okay=False, path_type=str)  # str: a Path would fold "https://"
@@ -159,6 +160,9 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
     click.echo(result.table())
     if rep["ranking"]:
         click.echo("\n" + result.ranking_table())
+    line = verdict_line(rep["verdict"])
+    if line:
+        click.echo(line)
     best = rep["best"]
     click.echo(f"best: {best['features']} / {best['classifier']} / {best['cv']} "
                f"(macro-F1 {best['macro_f1']:.3f}); report in {result.out_dir}")

@@ -240,6 +240,29 @@ def test_map_from_a_reprojected_embedding_and_a_checkpoint(tmp_path):
     assert (codes == truth).mean() >= 0.97
 
 
+def test_map_says_whether_the_embedding_beats_the_no_training_baselines(tmp_path):
+    """The class scene is separable by its band values: a noise embedding loses to bands;
+    an embedding that is the one-hot class ties with them (no gain of 0.03)."""
+    scene = class_scene(tmp_path)
+    noise = np.random.default_rng(5).normal(size=(3, SIZE, SIZE)).astype("float32")
+    with rasterio.open(scene) as ds:
+        noise_path = write_raster(tmp_path / "noise.tif", noise, transform=ds.transform)
+    run = make_map(scene, tmp_path / "n.tif", labels=labels(scene), label_column="cls",
+                   embeddings=[noise_path], stride=4, block_size=BLOCK, quiet=True)
+    v = run.report["verdict"]
+    assert v["embedding"]["features"] == "embedding" and v["baseline"]["features"] == "bands"
+    assert v["baseline"]["macro_f1"] == 1.0 and v["embedding"]["macro_f1"] < 0.7
+    assert not v["beats"] and "does NOT beat" in run.summary()
+    emb = onehot_raster(tmp_path / "emb.tif", scene, int8=True)
+    good = make_map(scene, tmp_path / "g.tif", labels=labels(scene), label_column="cls",
+                    embeddings=[emb], stride=4, block_size=BLOCK, quiet=True).report["verdict"]
+    assert good["embedding"]["macro_f1"] == 1.0 and good["difference"] == 0.0
+    assert not good["beats"]
+    only_bands = make_map(scene, tmp_path / "b.tif", labels=labels(scene), label_column="cls",
+                          features="bands", block_size=BLOCK, quiet=True)
+    assert only_bands.report["verdict"] is None
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def test_bad_input_raises_and_writes_nothing(tmp_path):

@@ -25,6 +25,7 @@ from geoembed.evaluation.inputs import LabelledPixels
 from geoembed.evaluation.plots import plot_confusion, plot_learning_curves
 from geoembed.evaluation.ranking import source_rankings
 from geoembed.evaluation.sources import Source
+from geoembed.evaluation.verdict import embedding_verdict
 from geoembed.io.outputs import atomic_output
 
 BEST_KEYS = ("features", "classifier", "cv", "accuracy", "macro_f1")
@@ -140,6 +141,7 @@ def build_report(scene: object, cfg: EvaluateConfig, lab: LabelledPixels, *,
         "warnings": notes,
         "best": {k: best[k] for k in BEST_KEYS},
         "ranking": source_rankings(results, names),
+        "verdict": embedding_verdict(results, names, cfg.cv[0]),
         "results": results,
     }
 

@@ -32,6 +32,7 @@ from geoembed.evaluation.classifiers import cross_val_predict, make_classifier
 from geoembed.evaluation.config import EvaluateConfig
 from geoembed.evaluation.folds import make_folds, spatial_blocks
 from geoembed.evaluation.inputs import labelled_pixels
+from geoembed.evaluation.verdict import embedding_verdict, verdict_line
 from geoembed.io.classmap import qml_path
 from geoembed.io.outputs import check_output
 from geoembed.mapping.config import MapConfig
@@ -41,6 +42,9 @@ from geoembed.mapping.prepare import build_features, open_scene_and_model, open_
 from geoembed.mapping.sources import RasterSource
 from geoembed.mapping.summary import class_table, json_value, options, summary_text, write_report
 from geoembed.metrics import scores
+
+BASELINES = ("bands", "tile-stats")
+"""No-training feature sets the map's embedding is compared with (cheap at the labels)."""
 
 Log = Callable[[str], None]
 
@@ -165,6 +169,11 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
         pred = cross_val_predict(x, y, fold, cfg.classifier, cfg.seed)
     cv = {"scheme": "spatial", "folds": n_folds, "block_size": block,
           **scores(y, pred, [str(c) for c in names])}
+    verdict = None
+    if "embedding" in feats.names:
+        verdict = _baseline_verdict(scn, cfg, tile, (rows, cols, y, fold, len(names)),
+                                    feats.names, cv)
+        log(verdict_line(verdict) or "")
     model = _fit(x, y, cfg)
 
     n_out = grid.width * grid.height
@@ -195,6 +204,7 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
                    "no_features": int((~ok).sum()), "used": int(len(y)),
                    "classes_found": [json_value(c) for c in lab.classes]},
         "cv": cv,
+        "verdict": verdict,
         "features": feats.describe(),
         "grid": {**grid.describe(), "stride_reason": why, "scene_width": scn.width,
                  "scene_height": scn.height},
@@ -207,6 +217,29 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
     write_report(paths["json"], report, cfg.overwrite)
     return MapRun(report=report, map_path=paths["map"], json_path=paths["json"],
                   warnings=notes)
+
+
+def _baseline_verdict(scn: Any, cfg: MapConfig, tile: int,
+                      labels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int],
+                      used: list[str], cv: dict) -> dict | None:
+    """The map's features against the no-training baselines ``bands`` and ``tile-stats``,
+    on the same labels and folds (:func:`geoembed.evaluation.verdict.embedding_verdict`)."""
+    rows, cols, y, fold, n_classes = labels
+    chosen = "+".join(used)
+    results = [{"features": chosen, "classifier": cfg.classifier, "cv": "spatial",
+                "macro_f1": cv["macro_f1"], "accuracy": cv["accuracy"]}]
+    for name in BASELINES:
+        base_cfg = dataclasses.replace(cfg, checkpoint=None, embeddings=(), features=(name,))
+        pf = build_features(scn, None, [], base_cfg, tile)
+        xb, ok = pf.compute(rows, cols)
+        if not ok.all():
+            continue
+        with threadpool_limits(limits=1, user_api="blas"):
+            pred = cross_val_predict(xb, y, fold, cfg.classifier, cfg.seed)
+        results.append({"features": name, "classifier": cfg.classifier, "cv": "spatial",
+                         **{k: v for k, v in scores(y, pred, range(n_classes)).items()
+                            if k in ("accuracy", "macro_f1")}})
+    return embedding_verdict(results, [chosen], "spatial")
 
 
 def _area_note(grid: OutputGrid, area: np.ndarray | None) -> dict:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from geoembed.evaluation.verdict import verdict_line
 from geoembed.io.outputs import atomic_output
 from geoembed.mapping.config import MapConfig
 
@@ -60,6 +61,9 @@ def summary_text(report: dict) -> str:
              f"spatial CV ({report['classifier']}, {cv['folds']} folds): accuracy "
              f"{cv['accuracy']:.3f}, macro-F1 {cv['macro_f1']:.3f}",
              "| class | labels | CV F1 | mapped ha | % |", "|---|---:|---:|---:|---:|"]
+    line = verdict_line(report.get("verdict"))
+    if line:
+        lines.insert(2, line)
     f1 = {name: row["f1"] for name, row in cv["per_class"].items()}
     total = sum(c["pixels"] for c in report["classes"]) or 1
     for c in report["classes"]:
