@@ -15,7 +15,14 @@ Memory: peak RSS (``ru_maxrss``, includes importing torch) of ``embed()`` on the
 4096^2 and 8192^2 scenes at stride 50, each in its own subprocess, with a tiny TileNet
 (base width 2) so that the 26,569 windows of the larger scene run in minutes on a CPU.
 
+Whole process (``--whole``, issue 11): ``/usr/bin/time -v geoembed embed`` on a 4096 x 4096 x 4
+uint8 scene written as users get it (COG: 512 px blocks, deflate, overviews) against a
+forward-only process run the same way in the same run: interpreter start-up, imports and
+checkpoint load included in both; the forward-only process pushes the same number of windows
+(one random normalised batch, reused) through the model.
+
     .venv/bin/python bench/bench_embed.py                        # shared 2-core CPU
+    .venv/bin/python bench/bench_embed.py --whole --reps 2       # whole processes, COG input
     .venv/bin/python bench/bench_embed.py --ratio-size 4096 --device cuda --no-rss  # a GPU
 """
 
@@ -120,6 +127,72 @@ def part_embed(ckpt: str, scene: str, stride: int, out: str, dtype: str) -> dict
     return {"seconds": seconds, "windows": windows, "rss_mb": _rss_mb()}
 
 
+def part_forward(ckpt: str, n_windows: int, device: str) -> dict:
+    """Forward-only process: the model on ``n_windows`` windows, batches of ``BATCH``."""
+    import torch
+
+    from geoembed.devices import autocast_context, resolve_device
+    from geoembed.inference.embedding import load_embedding_model
+
+    dev = resolve_device(device)
+    em = load_embedding_model(ckpt)
+    model = em.model.to(dev)
+    x = torch.randn(BATCH, 4, em.tile, em.tile, generator=torch.Generator().manual_seed(0))
+    x = x.to(dev)
+    with torch.inference_mode(), autocast_context(dev, True):
+        for k in range(0, n_windows, BATCH):
+            model(x[:min(BATCH, n_windows - k)]).float().cpu()
+    return {"windows": n_windows}
+
+
+def make_cog(path: Path, src: Path) -> Path:
+    """``src`` rewritten as ``gdal_translate -of COG -co COMPRESS=DEFLATE`` would (512 blocks)."""
+    import rasterio.shutil
+
+    if not path.exists():
+        rasterio.shutil.copy(src, path, driver="COG", blocksize=512, compress="deflate")
+    return path
+
+
+def whole_process(cache: Path, ckpt: Path, reps: int, device: str) -> None:
+    """``geoembed embed`` vs a forward-only process, both under ``/usr/bin/time -v``."""
+    from bench_tile import timed  # bench/ is on sys.path when this file runs as a script
+
+    cog = make_cog(cache / "scene_4096_cog512.tif", make_scene(cache / "scene_4096.tif", 4096))
+    n = ((4096 - TILE) // 50 + 1) ** 2
+    out = cache / "whole_out"
+    embed_cmd = [sys.executable, "-m", "geoembed.cli", "embed", str(ckpt), str(cog), "--out",
+                 str(out / "emb.tif"), "--stride", "50", "--batch-size", str(BATCH),
+                 "--device", device, "--quiet"]
+    fwd_cmd = [sys.executable, __file__, "--part", "forward", str(ckpt), str(n), device]
+    rows = []
+    for _ in range(reps):
+        e = timed(embed_cmd, out)
+        f = timed(fwd_cmd, out)
+        rows.append((e, f))
+        print(f"embed {e['seconds']:.1f} s {e['rss_mib']:.0f} MiB; forward {f['seconds']:.1f} s "
+              f"{f['rss_mib']:.0f} MiB", file=sys.stderr)
+    import torch
+
+    print(f"Machine: {platform.system()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"device {device}, load average at the end {os.getloadavg()[0]:.1f}\n")
+    print(f"Whole processes (/usr/bin/time -v), 4096² x 4 uint8 COG (512 blocks, deflate), "
+          f"stride 50 ({n} windows), TileNet base width {BASE_WIDTH}, z_dim {Z_DIM}, "
+          f"batch {BATCH}\n")
+    print("| rep | geoembed embed s | forward-only process s | ratio (wall) | embed CPU s | "
+          "forward CPU s | ratio (CPU) | embed peak RSS MiB | forward peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, (e, f) in enumerate(rows, 1):
+        print(f"| {i} | {e['seconds']:.1f} | {f['seconds']:.1f} | "
+              f"{e['seconds'] / f['seconds']:.3f} | {e['cpu_s']:.1f} | {f['cpu_s']:.1f} | "
+              f"{e['cpu_s'] / f['cpu_s']:.3f} | {e['rss_mib']:.0f} | {f['rss_mib']:.0f} |")
+    best = {k: (min(e[k] for e, _ in rows), min(f[k] for _, f in rows))
+            for k in ("seconds", "cpu_s")}
+    print(f"| best | {best['seconds'][0]:.1f} | {best['seconds'][1]:.1f} | "
+          f"{best['seconds'][0] / best['seconds'][1]:.3f} | {best['cpu_s'][0]:.1f} | "
+          f"{best['cpu_s'][1]:.1f} | {best['cpu_s'][0] / best['cpu_s'][1]:.3f} | | |")
+
+
 def _in_memory(em, scene: str, stride: int):
     """Every window of the grid, read and normalised, as one float32 tensor."""
     import torch
@@ -200,11 +273,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="torch threads of the speed runs (0: torch's default)")
     ap.add_argument("--no-rss", action="store_true", help="skip the 4096/8192 RSS runs")
+    ap.add_argument("--whole", action="store_true",
+                    help="only the whole-process run: geoembed embed vs forward-only process")
     ap.add_argument("--part", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.part:
         kind, *rest = args.part
-        if kind == "embed":
+        if kind == "forward":
+            ckpt, n, device = rest
+            print(json.dumps(part_forward(ckpt, int(n), device)))
+        elif kind == "embed":
             ckpt, scene, stride, out, dtype = rest
             print(json.dumps(part_embed(ckpt, scene, int(stride), out, dtype)))
         else:
@@ -220,6 +298,9 @@ def main() -> None:
     for size in (1024, 2048):
         scenes[size] = crop(s4, cache / f"scene_{size}.tif", size)
     ckpt = make_checkpoint(cache / f"tilenet_w{BASE_WIDTH}_z{Z_DIM}.pt", s4, BASE_WIDTH)
+    if args.whole:
+        whole_process(cache, ckpt, args.reps, args.device)
+        return
     out = str(cache / "out.tif")
     scene = scenes[args.ratio_size]
     speed = []

@@ -272,7 +272,7 @@ def make_inputs(folder: Path, n_scenes: int, size: int, seed: int, layout: str,
 
 
 def timed(cmd: list[str], out: Path, pythonpath: str | None = None) -> dict:
-    """Run ``cmd`` under ``/usr/bin/time -v``: wall seconds and peak RSS (MiB)."""
+    """Run ``cmd`` under ``/usr/bin/time -v``: wall seconds, peak RSS (MiB), CPU seconds."""
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {}))
     res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
@@ -284,7 +284,9 @@ def timed(cmd: list[str], out: Path, pythonpath: str | None = None) -> dict:
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
     parts = [float(p) for p in wall.group(1).split(":")]
     seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    return {"seconds": seconds, "rss_mib": int(rss.group(1)) / 1024}
+    cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", res.stderr).group(1))
+              for k in ("User", "System"))
+    return {"seconds": seconds, "rss_mib": int(rss.group(1)) / 1024, "cpu_s": cpu}
 
 
 def command(method: str, img_dir: Path, out: Path, args: argparse.Namespace) -> list[str]:

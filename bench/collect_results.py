@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["tile", "train", "embed", "evaluate", "weak", "synthetic"]
+ORDER = ["tile", "train", "embed", "evaluate", "map", "real", "shards", "weak", "synthetic"]
 
 
 def main() -> None:
