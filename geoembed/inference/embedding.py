@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,7 @@ from torch import nn
 
 from geoembed import __version__
 from geoembed.devices import resolve_device
-from geoembed.errors import CheckpointError, InputError, OutputExistsError, RasterError
+from geoembed.errors import CheckpointError, InputError, RasterError
 from geoembed.inference.config import EmbedConfig, resolve_config
 from geoembed.inference.engine import TorchWindowModel, predict_rows, progress, streaming_cache
 from geoembed.inference.stitch import WindowPixelStrips
@@ -58,10 +57,11 @@ from geoembed.io.embeddings import DEQUANTIZATION, INT8_NODATA, band_names, quan
 from geoembed.io.georef import window_grid_transform
 from geoembed.io.geotiff import RasterWriter
 from geoembed.io.inputs import Shard
-from geoembed.io.manifest import ManifestWriter, check_checkpoint
-from geoembed.io.outputs import check_output, remove_stale_temporaries
-from geoembed.io.resume import OPTIONS_TAG, matching_output, options_digest
+from geoembed.io.outputs import check_output
+from geoembed.io.resume import OPTIONS_TAG, options_digest
 from geoembed.io.scenes import BandStats, Scene, open_scene
+from geoembed.io.sharded import as_inputs, output_targets, plan
+from geoembed.io.sharded import output_path_for as sharded_output_path
 from geoembed.models import encoder_from_checkpoint
 from geoembed.samplers.grid import WindowGrid
 
@@ -123,10 +123,7 @@ def load_embedding_model(checkpoint: str | os.PathLike) -> EmbeddingModel:
 def output_path_for(scene: str | os.PathLike, out: str | os.PathLike, n_scenes: int) -> Path:
     """Where a scene's embedding goes: ``out`` itself for one scene unless it is a
     directory; ``out/<scene stem>_embedding.tif`` otherwise."""
-    out = Path(out)
-    if n_scenes == 1 and not out.is_dir():
-        return out
-    return out / f"{Path(scene).stem}{OUTPUT_SUFFIX}"
+    return sharded_output_path(scene, out, n_scenes, OUTPUT_SUFFIX)
 
 
 def open_scene_for(em: EmbeddingModel, path: str | os.PathLike,
@@ -186,68 +183,35 @@ def embed(checkpoint: str | os.PathLike,
             written for a scene whose embedding fails; finished scenes are kept).
     """
     cfg = resolve_config(EmbedConfig, config, options)
-    say = log or (lambda _: None)
-    paths = [scenes] if isinstance(scenes, str | os.PathLike) else list(scenes)
-    out = Path(out)
-    targets = _targets(paths, out)
+    paths = as_inputs(scenes)
+    output_targets(paths, out, OUTPUT_SUFFIX)  # bad --out / names: before loading the model
     em = load_embedding_model(checkpoint)
     stride = em.tile if cfg.stride is None else int(cfg.stride)
     if stride > em.tile:
         raise InputError(f"stride {stride} is larger than the tile ({em.tile} px): pixels "
                          "between windows would be skipped")
-    mine = [i for i in range(len(paths)) if shard is None or i % shard.count == shard.index]
-    manifest = None
-    if len(paths) > 1 or out.is_dir():
-        check_checkpoint(out, em.sha256, cfg.overwrite)
-        manifest = ManifestWriter.for_shard(out, em.sha256, *((shard.index, shard.count)
-                                                             if shard else (0, 1)))
-    if shard is not None:
-        names = ", ".join(str(paths[i]) for i in mine) or "none"
-        say(f"shard {shard} (from {shard.source}): {len(mine)} of {len(paths)} inputs: {names}")
-    if not mine:
-        say(f"shard {shard} has no inputs ({len(paths)} inputs for {shard.count} shards)"
-            if shard else "no inputs")
+    run = plan(paths, out, OUTPUT_SUFFIX, shard=shard, sha256=em.sha256,
+               overwrite=cfg.overwrite, log=log)
+    if not run.mine:
         return []
-    expected = {"checkpoint_sha256": em.sha256,
-                OPTIONS_TAG: options_digest(_pixel_options(em, cfg, stride))}
-    todo, done = [], {}
-    for i in mine:
-        for tmp in remove_stale_temporaries(targets[i]):
-            say(f"removed {tmp}, left by an interrupted run")
-        if not cfg.overwrite and targets[i].exists():
-            if not matching_output(targets[i], {**expected, "source": Path(paths[i]).name}):
-                raise OutputExistsError(f"{targets[i]} exists and is not this checkpoint's "
-                                        "output with these options; pass --overwrite to "
-                                        "replace it")
-            say(f"{targets[i]}: complete (same checkpoint and options), skipped")
-            done[i] = targets[i]
-            if manifest:
-                manifest.add(str(paths[i]), targets[i], "skipped", 0.0)
-            continue
-        todo.append(i)
+    digest = options_digest(_pixel_options(em, cfg, stride))
+    todo, done = run.pending({"checkpoint_sha256": em.sha256, OPTIONS_TAG: digest},
+                             cfg.overwrite)
     opened = {i: open_scene_for(em, paths[i], cfg.bands, allow_no_crs=cfg.allow_no_crs)
               for i in todo}
     try:
         for i in todo:
-            check_output(targets[i], cfg.overwrite)
+            check_output(run.targets[i], cfg.overwrite)
         model = TorchWindowModel(em.model, em.band_stats, resolve_device(cfg.device), cfg.amp) \
             if todo else None
         for i in todo:
-            start = time.perf_counter()
-            try:
-                done[i] = _embed_scene(em, model, opened[i], targets[i], stride, cfg,
-                                       expected[OPTIONS_TAG])
-            except Exception:
-                if manifest:
-                    manifest.add(str(paths[i]), targets[i], "failed",
-                                 time.perf_counter() - start)
-                raise
-            if manifest:
-                manifest.add(str(paths[i]), targets[i], "written", time.perf_counter() - start)
+            with run.record(i):
+                done[i] = _embed_scene(em, model, opened[i], run.targets[i], stride, cfg,
+                                       digest)
     finally:
         for scene in opened.values():
             scene.close()
-    return [done[i] for i in mine]
+    return [done[i] for i in run.mine]
 
 
 def _pixel_options(em: EmbeddingModel, cfg: EmbedConfig, stride: int) -> dict[str, Any]:
@@ -255,20 +219,6 @@ def _pixel_options(em: EmbeddingModel, cfg: EmbedConfig, stride: int) -> dict[st
     return {"stride": stride, "tile": em.tile, "max_nodata": cfg.max_nodata,
             "dtype": cfg.dtype, "blocksize": cfg.blocksize,
             "bands": list(cfg.bands or em.bands or [])}
-
-
-def _targets(paths: list, out: Path) -> list[Path]:
-    """The output path of each scene; several scenes need a directory and distinct names."""
-    if not paths:
-        raise InputError("no scene given")
-    if len(paths) > 1:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"{out}: give a directory as --out when embedding several scenes")
-        stems = [Path(p).stem for p in paths]
-        dupes = sorted({s for s in stems if stems.count(s) > 1})
-        if dupes:
-            raise InputError(f"several scenes are named {dupes}: their outputs would collide")
-    return [output_path_for(p, out, len(paths)) for p in paths]
 
 
 def scene_tags(em: EmbeddingModel, scene: Scene, stride: int, dtype: str,

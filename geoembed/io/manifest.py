@@ -4,7 +4,8 @@ Each shard appends to ``manifest-<I>-of-<N>.jsonl`` in the output folder (never 
 shard's file, so shards writing at the same time cannot clobber each other's lines).
 A record holds ``input``, ``output`` (its name in the folder), ``footprint`` (``bounds``
 and ``crs`` of the output, and ``bounds_4326`` when it has a CRS), ``status``
-(``written`` / ``skipped`` / ``failed``), ``seconds``, ``checkpoint_sha256`` and ``time``.
+(``written`` / ``skipped`` / ``failed``, with ``error`` when it failed), ``seconds``,
+``checkpoint_sha256`` (None for a run without a checkpoint) and ``time``.
 :func:`read_manifests` merges the files: the latest record per output wins.
 """
 
@@ -72,7 +73,7 @@ def read_manifests(folder: str | os.PathLike) -> list[dict[str, Any]]:
     return [latest[k] for k in sorted(latest)]
 
 
-def check_checkpoint(folder: str | os.PathLike, sha256: str, overwrite: bool) -> None:
+def check_checkpoint(folder: str | os.PathLike, sha256: str | None, overwrite: bool) -> None:
     """Refuse an output folder whose manifests come from another checkpoint, unless
     ``overwrite``, which removes those manifests (the outputs they list are redone).
 
@@ -99,17 +100,19 @@ class ManifestWriter:
     """Appends this shard's records to its own manifest file, one flushed line each."""
 
     path: Path
-    checkpoint_sha256: str
+    checkpoint_sha256: str | None
 
     @classmethod
-    def for_shard(cls, folder: str | os.PathLike, sha256: str, index: int = 0,
+    def for_shard(cls, folder: str | os.PathLike, sha256: str | None, index: int = 0,
                   count: int = 1) -> ManifestWriter:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         return cls(folder / manifest_name(index, count), sha256)
 
-    def add(self, source: str, output: str | os.PathLike, status: str, seconds: float) -> dict:
-        """Append one record (the footprint read from ``output`` when it exists)."""
+    def add(self, source: str, output: str | os.PathLike, status: str, seconds: float,
+            error: str | None = None) -> dict:
+        """Append one record (the footprint read from ``output`` when it exists; ``error``,
+        why it failed, when given)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
         output = Path(output)
@@ -119,6 +122,8 @@ class ManifestWriter:
             "status": status, "seconds": round(float(seconds), 3),
             "checkpoint_sha256": self.checkpoint_sha256, "time": time.time(),
         }
+        if error is not None:
+            record["error"] = error
         with open(self.path, "a") as f:  # one write per line; appends are not interleaved
             f.write(json.dumps(record) + "\n")
         return record
