@@ -45,6 +45,14 @@ def write_layout(path: Path, layout: str, size: tuple[int, int] = (1100, 1300),
     return out
 
 
+def add_mask(path: Path) -> None:
+    """An internal mask instead of nodata: the same 120 x 200 block invalid."""
+    with rasterio.open(path, "r+") as ds:
+        m = np.full((1100, 1300), 255, dtype=np.uint8)
+        m[300:420, 500:700] = 0
+        ds.write_mask(m)
+
+
 def windows(n: int, size: tuple[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, size[0] - T + 1, n), rng.integers(0, size[1] - T + 1, n)
@@ -129,10 +137,7 @@ def test_over_budget_block_rows_split_in_column_groups():
 def test_tiles_equal_direct_reads(tmp_path, monkeypatch, name, rows_in_budget, mask):
     path = write_layout(tmp_path / "s.tif", name, nodata=None if mask else 0)
     if mask:
-        with rasterio.open(path, "r+") as ds:
-            m = np.full((1100, 1300), 255, dtype=np.uint8)
-            m[300:420, 500:700] = 0
-            ds.write_mask(m)
+        add_mask(path)
     scene = open_scene(path)
     rows, cols = windows(300, (1100, 1300), seed=1)
     planned = []
@@ -176,10 +181,7 @@ def test_read_windows_pixels_and_validity_equal_direct_reads(tmp_path, mask):
     reads and masks, for windows inside, across the nodata block and off the scene's edge."""
     path = write_layout(tmp_path / "s.tif", "cog512", nodata=None if mask else 0)
     if mask:
-        with rasterio.open(path, "r+") as ds:
-            m = np.full((1100, 1300), 255, dtype=np.uint8)
-            m[300:420, 500:700] = 0
-            ds.write_mask(m)
+        add_mask(path)
     scene = open_scene(path)
     rows, cols = windows(200, (1100, 1300), seed=3)
     rows = np.r_[rows, -5, 1090, 410, 0]  # off the top, off the bottom, on the nodata block
