@@ -13,9 +13,14 @@ from geoembed.cli.options import (
     handle_errors,
     overwrite_option,
     quiet_option,
+    resolve_cli_shard,
     seed_option,
+    shard_options,
+    stac_options,
 )
 
+from geoembed.io.inputs import expand_inputs
+from geoembed.io.stac import stac_expander
 from geoembed.mapping.config import (
     DEFAULT_RANDOM_FEATURES,
     MAP_CLASSIFIERS,
@@ -24,12 +29,13 @@ from geoembed.mapping.config import (
 )
 
 _PATH = click.Path(dir_okay=False, path_type=Path)
+_OUT = click.Path(path_type=Path)  # a folder with several scenes
 _RASTER = click.Path(dir_okay=False, path_type=str)  # str: a Path would fold "https://"
 FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
 
 
 @click.command("map")
-@click.argument("scene", type=_RASTER)
+@click.argument("scenes", nargs=-1, required=True, type=_RASTER)
 @click.option("--labels", type=_PATH, default=None,
               help="Vector labels (points or polygons; any format geopandas reads, any CRS).  "
                    "[required unless --labels-raster]")
@@ -42,9 +48,10 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
               help="Use a random subset of at most this many labels.  [default: all]")
 @click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
               help="Random points per polygon.  [default: one point inside each polygon]")
-@click.option("--out", required=True, type=_PATH,
+@click.option("--out", required=True, type=_OUT,
               help="The class map (COG, colour table, class names, .qml); map.json is "
-                   "written next to it.")
+                   "written next to it. A folder for several scenes (<scene stem>_map.tif, "
+                   "_map.json, _map.qml each).")
 @click.option("--checkpoint", type=_PATH, default=None,
               help="tile2vec checkpoint: embeds the tile centred on each output pixel.  "
                    "[default: none]")
@@ -79,11 +86,13 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
               help="Spatial cross-validation folds for the accuracy estimate.")
 @click.option("--block-size", type=click.IntRange(min=1), default=None,
               help="Side of the spatial CV blocks in scene pixels.  [default: 4 tiles]")
-@click.option("--probabilities", type=_PATH, default=None,
-              help="Also write one float32 probability band per class here.  "
+@click.option("--probabilities", type=_OUT, default=None,
+              help="Also write one float32 probability band per class here (several "
+                   "scenes: a folder, <scene stem>_map_probabilities.tif each).  "
                    "[default: none]")
-@click.option("--confidence", type=_PATH, default=None,
-              help="Also write the maximum class probability here.  [default: none]")
+@click.option("--confidence", type=_OUT, default=None,
+              help="Also write the maximum class probability here (several scenes: a "
+                   "folder, <scene stem>_map_confidence.tif each).  [default: none]")
 @click.option("--reference", type=_RASTER, default=None,
               help="Reference land-cover raster to score the map against (any grid/CRS; "
                    "integer labels match its codes, others its class names).  "
@@ -93,11 +102,13 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
 @bands_option
 @seed_option
 @device_option
+@shard_options
+@stac_options
 @allow_no_crs_option
 @overwrite_option
 @quiet_option
 @handle_errors
-def map_command(scene: str, labels: Path | None, label_column: str | None,
+def map_command(scenes: tuple[str, ...], labels: Path | None, label_column: str | None,
                 labels_raster: str | None, max_labels: int | None, polygon_samples: int | None,
                 out: Path, checkpoint: Path | None, embeddings: tuple[str, ...],
                 features: tuple[str, ...] | None, classifier: str, stride: int | None,
@@ -105,8 +116,9 @@ def map_command(scene: str, labels: Path | None, label_column: str | None,
                 pca_tiles: int, folds: int, block_size: int | None, probabilities: Path | None,
                 confidence: Path | None, reference: str | None, batch_size: int,
                 bands: tuple[int, ...] | None, seed: int, device: str, allow_no_crs: bool,
-                overwrite: bool, quiet: bool) -> None:
-    """Classify SCENE into a land-cover map from labels.
+                overwrite: bool, quiet: bool, shard: str | None, shards: int | None,
+                assets: tuple[str, ...] | None, resampling: str | None) -> None:
+    """Classify SCENES into land-cover maps from labels, one classifier per scene.
 
     Features at every output pixel come from a checkpoint, embedding rasters and/or
     baselines; the classifier is fitted on the same features at the labels, its accuracy
@@ -118,13 +130,22 @@ def map_command(scene: str, labels: Path | None, label_column: str | None,
     they map at stride tile // 5 unless --stride/--resolution is given; the estimated
     number of windows and time is printed before the map is computed.
 
+    SCENES may include @list.txt files and STAC Items or ItemCollections (each item a scene
+    of its --assets, named by the item's id). With several scenes each is mapped from the
+    labels inside it; a scene whose labels make no map (none inside, one class...) is
+    skipped with a warning and a failed manifest line (exit 2 only when no scene gets a
+    map). Reruns skip maps already written with the same options; --shard splits the scenes
+    over processes, each appending to its own manifest-I-of-N.jsonl in --out.
+
     \b
     Example:
       geoembed map scene.tif --labels points.gpkg --label-column class \\
           --embeddings emb.tif --features embedding,bands --out map.tif
     """
-    from geoembed.mapping.map import run_map  # sklearn: only when used
+    from geoembed.mapping.many import run_maps  # sklearn: only when used
 
+    inputs = expand_inputs(scenes, [stac_expander(assets, resampling)])
+    chosen, device = resolve_cli_shard(shard, shards, device)
     config = MapConfig(
         labels=labels, label_column=label_column, labels_raster=labels_raster,
         max_labels=max_labels, polygon_samples=polygon_samples, checkpoint=checkpoint,
@@ -134,6 +155,10 @@ def map_command(scene: str, labels: Path | None, label_column: str | None,
         block_size=block_size, batch_size=batch_size, probabilities=probabilities,
         confidence=confidence, reference=reference, seed=seed, device=device,
         allow_no_crs=allow_no_crs, overwrite=overwrite, quiet=quiet)
-    result = run_map(scene, out, config, log=lambda m: click.echo(m, err=True))
-    click.echo(result.summary())
-    click.echo(f"written: {result.map_path}, {result.json_path}")
+    for result in run_maps(inputs, out, config, shard=chosen,
+                           log=lambda m: click.echo(m, err=True)):
+        if result.status == "written":
+            click.echo(result.summary())
+            click.echo(f"written: {result.map_path}, {result.json_path}")
+        elif result.status == "skipped":
+            click.echo(f"{result.map_path}: complete (same options), skipped")

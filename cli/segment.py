@@ -1,6 +1,8 @@
-"""``geoembed segment``: a whole scene through a trained weak U-Net, to GeoTIFF."""
+"""``geoembed segment``: whole scenes through a trained weak U-Net, to GeoTIFFs."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 from geoembed.cli.options import (
@@ -10,9 +12,17 @@ from geoembed.cli.options import (
     handle_errors,
     overwrite_option,
     quiet_option,
+    resolve_cli_shard,
+    shard_options,
+    stac_options,
 )
 
 from geoembed.inference.config import SegmentConfig
+from geoembed.io.inputs import expand_inputs
+from geoembed.io.stac import stac_expander
+
+if TYPE_CHECKING:  # torch: only when the command runs
+    from geoembed.inference.segmentation import SegmentResult
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -29,9 +39,12 @@ REFERENCE_MAP = CommaList(_pair, example="3=1,4=0 (REFERENCE_VALUE=CLASS)")
 
 @click.command("segment")
 @click.argument("checkpoint", type=click.Path(path_type=str))
-@click.argument("scene", type=click.Path(path_type=str))
+@click.argument("scenes", nargs=-1, required=True,
+                type=click.Path(path_type=str))  # str: a Path would fold "https://" URLs
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str),
-              help="Class map GeoTIFF (uint8, value i = the checkpoint's class i, 255 = nodata).")
+              help="Class map GeoTIFF (uint8, value i = the checkpoint's class i, 255 = "
+                   "nodata) for one scene; a directory for several (<scene stem>"
+                   "_segmentation.tif each).")
 @click.option("--stride", type=int, default=None,
               help="Window step in pixels; overlaps are blended.  [default: half the window]")
 @click.option("--tile", type=int, default=None,
@@ -43,8 +56,9 @@ REFERENCE_MAP = CommaList(_pair, example="3=1,4=0 (REFERENCE_VALUE=CLASS)")
               help="Also write NAME_probabilities.tif next to NAME.tif (--out): float32, one "
                    "band per class.")
 @click.option("--reference", type=click.Path(path_type=str), default=None,
-              help="Reference class raster on the scene's grid: write a JSON report of pixel "
-                   "accuracy, per-class precision / recall / F1 / IoU.  [default: none, no report]")
+              help="Reference class raster on the scene's grid (one scene only): write a JSON "
+                   "report of pixel accuracy, per-class precision / recall / F1 / IoU.  "
+                   "[default: none, no report]")
 @click.option("--reference-positive", type=REFERENCE_VALUES, default=None,
               metavar="VALUE[,VALUE...]",
               help="Binary models: reference values that count as the positive class (e.g. the "
@@ -57,30 +71,50 @@ REFERENCE_MAP = CommaList(_pair, example="3=1,4=0 (REFERENCE_VALUE=CLASS)")
               help="JSON report path.  [default: NAME_report.json next to NAME.tif]")
 @device_option
 @click.option("--no-amp", is_flag=True, default=False, help="No bf16 mixed precision on CUDA.")
+@shard_options
+@stac_options
 @allow_no_crs_option
 @overwrite_option
 @quiet_option
 @handle_errors
-def segment_command(checkpoint: str, scene: str, out: str, reference_map: tuple | None,
-                    no_amp: bool, **options: object) -> None:
-    """Segment SCENE with a `geoembed weak train` CHECKPOINT.
+def segment_command(checkpoint: str, scenes: tuple[str, ...], out: str,
+                    reference_map: tuple | None, no_amp: bool, shard: str | None,
+                    shards: int | None, device: str, assets: tuple[str, ...] | None,
+                    resampling: str | None, **options: object) -> None:
+    """Segment SCENES with a `geoembed weak train` CHECKPOINT.
+
+    SCENES may include @list.txt files (one input a line) and STAC Items or ItemCollections
+    (JSON files or URLs; each item a scene of its --assets, named by the item's id). With
+    several scenes, reruns skip maps already written with the same checkpoint and options;
+    --shard splits the scenes over processes (job arrays, torchrun), each appending to its
+    own manifest-I-of-N.jsonl in --out.
 
     \b
     Example:
       geoembed segment runs/ucam/checkpoint.pt scene.tif --out crop.tif \\
           --reference landcover.tif --reference-positive 3,5
     """
+    inputs = expand_inputs(scenes, [stac_expander(assets, resampling)])
+    chosen, device = resolve_cli_shard(shard, shards, device)
     # the other options are SegmentConfig's fields, by name
     config = SegmentConfig(reference_map=dict(reference_map) if reference_map else None,
-                           amp=not no_amp, **options)
+                           amp=not no_amp, device=device, **options)
     # imported here so that `geoembed segment --help` does not import torch and smp (~5 s)
     from geoembed.inference.segmentation import segment
 
-    result = segment(checkpoint, scene, out, config)
+    results = segment(checkpoint, inputs, out, config, shard=chosen,
+                      log=lambda m: click.echo(m, err=True))
     if config.quiet:
         return
-    click.echo(f"{result.path}: classes {', '.join(result.class_names)} "
-               f"({result.n_windows} windows, {result.seconds:.1f} s)")
+    for result in results or []:  # a list: inputs is a list
+        _print_result(result)
+
+
+def _print_result(result: SegmentResult) -> None:
+    """What a scene's segmentation wrote (or found complete), and its scores."""
+    how = ("complete, skipped" if result.status == "skipped"
+           else f"{result.n_windows} windows, {result.seconds:.1f} s")
+    click.echo(f"{result.path}: classes {', '.join(result.class_names)} ({how})")
     if result.probabilities is not None:
         click.echo(f"{result.probabilities}: per-class probabilities")
     if result.report is not None:

@@ -11,10 +11,15 @@ that predictions change continuously across window borders. Only a band of ``til
 accumulators is kept: rows no later window can reach are converted and written at once, so
 memory depends on the scene's width, not its size.
 
+Several scenes are a batch run like ``embed``'s (:mod:`geoembed.io.sharded`): one map per
+scene, ``<scene stem>_segmentation.tif`` in the output folder, a shard's share of the scenes
+(``shard``), a manifest line per map, and reruns that skip complete maps.
+
 Outputs:
     * the class map: uint8, one band, value ``i`` = ``class_names[i]`` of the checkpoint,
       255 (nodata) where the scene is nodata; tags ``classes`` (JSON list),
-      ``CLASS_<i>``, ``threshold``, ``label_type``, ``checkpoint_sha256``.
+      ``CLASS_<i>``, ``threshold``, ``label_type``, ``checkpoint_sha256``, ``options_sha256``,
+      ``source`` (the scene's file name).
     * with ``probabilities``: a float32 GeoTIFF ``<stem>_probabilities.tif`` next to the
       class map with one band per class (descriptions = class names), NaN where nodata.
       Binary models: ``P(positive) = sigmoid(logit - t)``, where ``t`` is the CAM threshold
@@ -29,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +51,11 @@ from geoembed.inference.reference import Reference, reference_mapping
 from geoembed.inference.stitch import BlendBand, Block, blend_rows
 from geoembed.io.checkpoint import file_sha256, load_checkpoint
 from geoembed.io.geotiff import RasterWriter
+from geoembed.io.inputs import Shard
 from geoembed.io.outputs import atomic_output, check_output
+from geoembed.io.resume import OPTIONS_TAG, options_digest
 from geoembed.io.scenes import Scene, normalize, open_scene
+from geoembed.io.sharded import as_inputs, output_targets, plan
 from geoembed.models.unet_cam import WeakUNet, weak_model_from_checkpoint
 from geoembed.samplers.grid import WindowGrid
 
@@ -55,6 +63,7 @@ __all__ = ["NODATA", "SegmentConfig", "SegmentResult", "WeakPredictor", "segment
 
 KIND = "weak"
 NODATA = 255
+OUTPUT_SUFFIX = "_segmentation.tif"
 
 
 class WeakPredictor:
@@ -76,7 +85,7 @@ class WeakPredictor:
         self.n_classes = len(self.class_names)
         self.binary = self.n_classes == 2
         self.n_out = 1 if self.binary else self.n_classes
-        self.threshold = float(ckpt.get("threshold") or 0.0) if self.binary else None
+        self.threshold = _threshold(ckpt)
         self.tile = int(ckpt["tile_size"])
         self.bands = tuple(ckpt["bands"])
         self.stats = ckpt["band_stats"]
@@ -142,6 +151,8 @@ class SegmentResult:
     threshold: float | None
     n_windows: int
     seconds: float
+    status: str = "written"
+    """``written``, or ``skipped`` when a rerun found the scene's outputs complete."""
 
 
 def probabilities_path(out: str | os.PathLike) -> Path:
@@ -156,34 +167,117 @@ def report_path_for(out: str | os.PathLike) -> Path:
     return out.with_name(f"{out.stem}_report.json")
 
 
-def segment(checkpoint: str | os.PathLike, scene: str | os.PathLike, out: str | os.PathLike,
-            config: SegmentConfig | None = None, **options: Any) -> SegmentResult:
-    """Segment a whole scene with a ``weak`` checkpoint into a class-map GeoTIFF.
+def segment(checkpoint: str | os.PathLike,
+            scene: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike,
+            config: SegmentConfig | None = None, *, shard: Shard | None = None,
+            log: Callable[[str], None] | None = None, **options: Any
+            ) -> SegmentResult | list[SegmentResult] | None:
+    """Segment whole scenes with a ``weak`` checkpoint into class-map GeoTIFFs.
+
+    Several scenes (or a directory ``out``) make a batch run like ``embed``'s: each scene's
+    map is ``<scene stem>_segmentation.tif`` in ``out``, each run appends a line per output
+    to its shard's manifest (:mod:`geoembed.io.manifest`), and a rerun skips maps already
+    there with this checkpoint's SHA-256 and the same options (tags ``checkpoint_sha256``,
+    ``options_sha256``) and their probabilities / report; temporaries left by a killed run
+    are removed. One scene into a file ``out`` refuses an existing output unless
+    ``overwrite``, as it always did.
 
     Args:
         checkpoint: a ``geoembed weak train`` checkpoint.
-        scene: the raster to segment (the checkpoint's bands are used).
-        out: the class map GeoTIFF (uint8, 255 = nodata).
+        scene: the raster to segment (the checkpoint's bands are used), or a sequence of
+            them (in the order that defines the shards:
+            :func:`geoembed.io.inputs.expand_inputs` sorts them).
+        out: the class map GeoTIFF (uint8, 255 = nodata) for one scene; a directory for
+            several.
         config: the options (:class:`~geoembed.inference.config.SegmentConfig`: stride,
             tile, batch_size, probabilities, reference, reference_positive, reference_map,
             report, overwrite, quiet, device, amp, prefetch, allow_no_crs).
+        shard: segment only this shard's scenes (index mod count); None: all.
+        log: called with one line per event (shard, skipped outputs, removed temporaries).
         **options: fields of :class:`SegmentConfig`, overriding ``config``'s.
 
     Returns:
-        :class:`SegmentResult`; ``report`` holds the scores when ``reference`` is given.
+        For one scene given as a path, its :class:`SegmentResult` (``report`` holds the
+        scores when ``reference`` is given; None when ``shard`` does not take it); for a
+        sequence, the shard's results in order (``status`` ``written`` or ``skipped``).
+
+    Raises:
+        InputError: several scenes with ``reference`` / ``report`` (one scene's grid / file),
+            and the errors of one scene (CheckpointError, RasterError...): nothing is written
+            for a scene that fails; finished scenes are kept.
     """
-    t0 = time.perf_counter()
     cfg = resolve_config(SegmentConfig, config, options)
+    paths = as_inputs(scene)
+    output_targets(paths, out, OUTPUT_SUFFIX)  # bad --out / names: before loading the model
+    if len(paths) > 1 and (cfg.reference is not None or cfg.report is not None):
+        raise InputError("--reference / --report name one scene's reference and report: "
+                         "segment that scene alone")
     ckpt = load_checkpoint(checkpoint, kind=KIND)
+    sha = file_sha256(checkpoint)
+    run = plan(paths, out, OUTPUT_SUFFIX, shard=shard, sha256=sha, overwrite=cfg.overwrite,
+               log=log)
+    digest = options_digest(_pixel_options(ckpt, cfg))
+    todo, done = run.pending({"checkpoint_sha256": sha, OPTIONS_TAG: digest}, cfg.overwrite,
+                             resume=run.batch,
+                             companions=lambda i: [p for p in _companions(run.targets[i], cfg)[1:]
+                                                   if p is not None])
+    results = {i: _skipped(ckpt, run.targets[i], cfg) for i in done}
+    predictor = WeakPredictor(ckpt, device=cfg.device, amp=cfg.amp) if todo else None
+    for i in todo:
+        with run.record(i):
+            results[i] = _segment_scene(ckpt, predictor, paths[i], run.targets[i], cfg,
+                                        (str(checkpoint), sha, digest))
+    ordered = [results[i] for i in run.mine]
+    if isinstance(scene, str | os.PathLike):
+        return ordered[0] if ordered else None
+    return ordered
+
+
+def _pixel_options(ckpt: Mapping[str, Any], cfg: SegmentConfig) -> dict[str, Any]:
+    """What shapes a scene's outputs besides the checkpoint (digested into a tag)."""
+    return {"tile": int(cfg.tile or ckpt["tile_size"]), "stride": cfg.stride,
+            "bands": list(ckpt.get("bands") or []), "probabilities": cfg.probabilities,
+            "reference": None if cfg.reference is None else str(cfg.reference),
+            "reference_positive": list(cfg.reference_positive or []),
+            "reference_map": sorted((str(k), str(v))
+                                    for k, v in (cfg.reference_map or {}).items())}
+
+
+def _companions(out: Path, cfg: SegmentConfig) -> tuple[Path, Path | None, Path | None]:
+    """The class map, its probabilities and its report (None when not asked for)."""
+    prob_path = probabilities_path(out) if cfg.probabilities else None
+    rep_path = None
+    if cfg.reference is not None:
+        rep_path = Path(cfg.report) if cfg.report is not None else report_path_for(out)
+    return out, prob_path, rep_path
+
+
+def _skipped(ckpt: Mapping[str, Any], out: Path, cfg: SegmentConfig) -> SegmentResult:
+    """The result of a scene whose outputs are complete (read back, not recomputed)."""
+    _, prob_path, rep_path = _companions(out, cfg)
+    report = json.loads(rep_path.read_text()) if rep_path is not None else None
+    names = list(ckpt["class_names"])
+    return SegmentResult(path=out, probabilities=prob_path, report_path=rep_path,
+                         report=report, class_names=names, threshold=_threshold(ckpt),
+                         n_windows=0, seconds=0.0, status="skipped")
+
+
+def _threshold(ckpt: Mapping[str, Any]) -> float | None:
+    """The decision threshold of a binary model (a CAM's; 0 for pixel models), else None."""
+    return float(ckpt.get("threshold") or 0.0) if len(ckpt["class_names"]) == 2 else None
+
+
+def _segment_scene(ckpt: Mapping[str, Any], predictor: WeakPredictor, scene: Any, out: Path,
+                   cfg: SegmentConfig, stamp: tuple[str, str, str]) -> SegmentResult:
+    """Segment one scene into ``out`` (and its probabilities / report); ``stamp``: the
+    checkpoint's path, its SHA-256 and the options digest."""
+    t0 = time.perf_counter()
+    checkpoint, sha, digest = stamp
     sc = _open_scene(scene, ckpt, cfg.allow_no_crs)
     with ExitStack() as stack:
         stack.callback(sc.close)
         grid = _window_grid(sc, ckpt, cfg)
-        out = Path(out)
-        prob_path = probabilities_path(out) if cfg.probabilities else None
-        rep_path = None
-        if cfg.reference is not None:
-            rep_path = Path(cfg.report) if cfg.report is not None else report_path_for(out)
+        _, prob_path, rep_path = _companions(out, cfg)
         for p in (out, prob_path, rep_path):
             if p is not None:
                 check_output(p, cfg.overwrite)
@@ -193,9 +287,8 @@ def segment(checkpoint: str | os.PathLike, scene: str | os.PathLike, out: str | 
                 ckpt, reference_positive=cfg.reference_positive, reference_map=cfg.reference_map)
             ref = Reference(cfg.reference, sc, mapping, len(ckpt["class_names"]))
             stack.callback(ref.close)
-        predictor = WeakPredictor(ckpt, device=cfg.device, amp=cfg.amp)
-        sha = file_sha256(checkpoint)
-        tags = _tags(ckpt, predictor, Path(checkpoint).name, sha, grid)
+        tags = {**_tags(ckpt, predictor, Path(checkpoint).name, sha, grid), OPTIONS_TAG: digest,
+                "source": sc.name}
         stack.enter_context(streaming_cache(sc, grid.tile, _block_bytes(sc, predictor, cfg)))
         cls_out = stack.enter_context(_writer(out, sc, 1, "uint8", NODATA, ["class"], tags, cfg))
         prob_out = None if prob_path is None else stack.enter_context(_writer(
@@ -204,11 +297,12 @@ def segment(checkpoint: str | os.PathLike, scene: str | os.PathLike, out: str | 
         _stream(sc, grid, predictor, cfg, cls_out, prob_out, ref)
         report = None
         if ref is not None and rep_path is not None:
-            report = {"scene": str(sc.path), "checkpoint": str(checkpoint),
+            report = {"scene": str(sc.path), "checkpoint": checkpoint,
                       "checkpoint_sha256": sha, "reference": str(cfg.reference),
                       "mapping": mapping_desc, **ref.confusion.report(predictor.class_names)}
-            with atomic_output(rep_path, cfg.overwrite) as tmp:
-                tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if report is not None and rep_path is not None:  # last: its presence marks the scene done
+        with atomic_output(rep_path, cfg.overwrite) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
     return SegmentResult(path=out, probabilities=prob_path, report_path=rep_path, report=report,
                          class_names=predictor.class_names, threshold=predictor.threshold,
                          n_windows=grid.n_windows, seconds=time.perf_counter() - t0)

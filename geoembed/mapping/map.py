@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from geoembed.evaluation.folds import make_folds, spatial_blocks
 from geoembed.evaluation.inputs import labelled_pixels
 from geoembed.evaluation.verdict import embedding_verdict, verdict_line
 from geoembed.io.classmap import qml_path
+from geoembed.io.inputs import Shard
 from geoembed.io.outputs import check_output
 from geoembed.mapping.config import MapConfig
 from geoembed.mapping.grid import OutputGrid, choose_stride, row_areas_ha
@@ -57,6 +58,11 @@ class MapRun:
     map_path: Path
     json_path: Path
     warnings: list[str] = field(default_factory=list)
+    status: str = "written"
+    """``written``; ``skipped`` when a rerun found the map complete (``report`` read back from
+    its JSON); ``failed`` for a scene of a batch whose labels make no map (``error`` says
+    why, ``report`` is empty)."""
+    error: str | None = None
 
     def summary(self) -> str:
         return summary_text(self.report)
@@ -64,6 +70,19 @@ class MapRun:
 
 def output_paths(out: str | os.PathLike, cfg: MapConfig) -> dict[str, Path]:
     """Every file a map writes, checked before any work (``--overwrite`` policy)."""
+    paths = map_paths(out, cfg)
+    for p in paths.values():
+        check_output(p, cfg.overwrite)
+    return paths
+
+
+def map_paths(out: str | os.PathLike, cfg: MapConfig) -> dict[str, Path]:
+    """Every file a map writes: ``map`` first, then ``json``, ``qml``, and the optional
+    ``probabilities``, ``confidence`` and ``confusion`` (with a reference).
+
+    Raises:
+        InputError: a ``.json`` map name, or two outputs that are one file.
+    """
     out = Path(out)
     paths = {"map": out, "json": out.with_suffix(".json"), "qml": qml_path(out)}
     if cfg.probabilities is not None:
@@ -77,8 +96,6 @@ def output_paths(out: str | os.PathLike, cfg: MapConfig) -> dict[str, Path]:
     resolved = [p.resolve() for p in paths.values()]
     if len(set(resolved)) != len(resolved):
         raise InputError("--out, --probabilities and --confidence must be different files")
-    for p in paths.values():
-        check_output(p, cfg.overwrite)
     return paths
 
 
@@ -120,13 +137,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def default_log(cfg: MapConfig) -> Log:
+    """Notes to stderr above the progress bars (nothing when ``cfg.quiet``)."""
+    def log(msg: str) -> None:
+        if not cfg.quiet:
+            tqdm.write(msg, file=sys.stderr)
+    return log
+
+
 def run_map(scene: str | os.PathLike, out: str | os.PathLike, cfg: MapConfig,
-            log: Log | None = None) -> MapRun:
-    """:func:`map` with its options in a :class:`MapConfig`; ``log`` gets progress notes."""
-    if log is None:
-        def log(msg: str) -> None:
-            if not cfg.quiet:
-                tqdm.write(msg, file=sys.stderr)
+            log: Log | None = None, *, tags: dict[str, Any] | None = None) -> MapRun:
+    """One scene's map with its options in a :class:`MapConfig`; ``log`` gets progress
+    notes; ``tags`` are added to the class map's (a batch's checkpoint and options digest)."""
+    log = log or default_log(cfg)
     paths = output_paths(out, cfg)
     notes: list[str] = []
     scn, em = open_scene_and_model(scene, cfg)
@@ -134,7 +157,7 @@ def run_map(scene: str | os.PathLike, out: str | os.PathLike, cfg: MapConfig,
     try:
         if cfg.reference is not None:  # a reference without CRS or elsewhere: before the work
             RasterSource(cfg.reference, scn, what="reference raster").close()
-        return _run(scene, scn, em, sources, paths, cfg, log, notes)
+        return _run(scene, scn, em, sources, paths, cfg, log, notes, tags or {})
     finally:
         for s in sources:
             s.close()
@@ -142,7 +165,7 @@ def run_map(scene: str | os.PathLike, out: str | os.PathLike, cfg: MapConfig,
 
 
 def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Path],
-         cfg: MapConfig, log: Log, notes: list[str]) -> MapRun:
+         cfg: MapConfig, log: Log, notes: list[str], extra_tags: dict[str, Any]) -> MapRun:
     tile = tile_size(cfg, em)
     lab = labelled_pixels(scn, _label_config(cfg), [], notes)
     feats = build_features(scn, em, sources, cfg, tile)
@@ -183,7 +206,7 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
     str_names = [str(c) for c in names]
     tags = {"geoembed_version": __version__, "geoembed_product": "class_map",
             "classifier": cfg.classifier, "features": ",".join(feats.names),
-            "stride": stride, "source": scn.name}
+            "stride": stride, "source": scn.name, **extra_tags}
     res = predict_map(feats, grid, model, str_names, paths["map"],
                       probabilities=paths.get("probabilities"),
                       confidence=paths.get("confidence"), row_areas=row_areas, tags=tags,
@@ -277,12 +300,17 @@ def _score_reference(paths: dict[str, Path], names: list[str], cfg: MapConfig,
             "matched_by": "code" if codes else "name", **score.to_dict()}
 
 
-def map(scene: str | os.PathLike, out: str | os.PathLike, *, config: MapConfig | None = None,
-        **options: Any) -> MapRun:
-    """Classify a whole scene from labels: a class map, its accuracy estimate and areas.
+def map(scene: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike, *,
+        config: MapConfig | None = None, shard: Shard | None = None, log: Log | None = None,
+        **options: Any) -> MapRun | list[MapRun] | None:
+    """Classify whole scenes from labels: class maps, their accuracy estimates and areas.
+
+    Several scenes (or a directory ``out``) make a batch run
+    (:func:`geoembed.mapping.many.run_maps`): one classifier per scene on the labels inside
+    it, maps named ``<scene stem>_map.tif`` in ``out``, sharded, resumable, with a manifest.
 
     Args:
-        scene: the raster the labels are on.
+        scene: the raster the labels are on, or a sequence of rasters.
         out: the class map (a COG of class codes 0..K-1 with a colour table, names and a
             ``.qml`` sidecar); ``map.json`` (same name, ``.json``) is written next to it.
         config: the options as a :class:`~geoembed.mapping.config.MapConfig`; keyword
@@ -306,14 +334,25 @@ def map(scene: str | os.PathLike, out: str | os.PathLike, *, config: MapConfig |
             - outputs: ``probabilities``, ``confidence`` (paths), ``reference``,
               ``overwrite``, ``quiet``, ``device``, ``batch_size``, ``allow_no_crs``.
 
+        shard: map only this shard's scenes (index mod count); None: all.
+        log: called with progress notes (default: stderr unless ``quiet``).
+
     Returns:
-        :class:`MapRun` with the report (also in map.json).
+        For one scene given as a path, its :class:`MapRun` with the report (also in
+        map.json); None when ``shard`` does not take it. For a sequence, the shard's runs in
+        order.
 
     Raises:
         InputError, LabelError, CRSError, RasterError, CheckpointError, OutputExistsError.
     """
+    # imported here: geoembed.mapping.many builds on this module
+    from geoembed.mapping.many import run_maps
+
     cfg = dataclasses.replace(config, **options) if config is not None else MapConfig(**options)
-    return run_map(scene, out, cfg)
+    runs = run_maps(scene, out, cfg, shard=shard, log=log)
+    if isinstance(scene, str | os.PathLike):
+        return runs[0] if runs else None
+    return runs
 
 
-__all__ = ["MapConfig", "MapRun", "map", "output_paths", "run_map"]
+__all__ = ["MapConfig", "MapRun", "default_log", "map", "map_paths", "output_paths", "run_map"]
