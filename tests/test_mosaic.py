@@ -97,3 +97,54 @@ def test_bad_mosaic_inputs_exit_2(tmp_path):
         res = CliRunner().invoke(cli, ["mosaic", *args, "--out", str(tmp_path / "m.vrt")])
         assert res.exit_code == 2, res.output
         assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_class_map_mosaic_keeps_colours_names_and_qml(tmp_path, cog):
+    from geoembed.io.classmap import PALETTE, write_class_map
+
+    out = tmp_path / "maps"
+    for stem, x0, code in (("a", X0, 0), ("b", X0 + 4 * 10.0, 1)):
+        write_class_map(out / f"{stem}_map.tif", np.full((4, 4), code), ["crop", "forest"],
+                        crs="EPSG:32610", transform=from_origin(x0, Y0, 10.0, 10.0),
+                        tags={"source": f"{stem}.tif", "stride": "1"})
+    mosaic = tmp_path / ("m.tif" if cog else "m.vrt")
+    res = CliRunner().invoke(cli, ["mosaic", str(out), "--out", str(mosaic),
+                                   *(["--cog"] if cog else [])])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(mosaic) as ds:
+        np.testing.assert_array_equal(ds.read(1)[0], [0, 0, 0, 0, 1, 1, 1, 1])
+        assert ds.colorinterp[0] == rasterio.enums.ColorInterp.palette
+        assert ds.colormap(1)[1][:3] == tuple(int(PALETTE[1][i:i + 2], 16) for i in (1, 3, 5))
+        assert ds.colormap(1)[255][3] == 0 and ds.nodata == 255
+        tags = ds.tags()
+    assert tags["CLASS_1"] == "forest" and tags["stride"] == "1"
+    assert "source" not in tags  # a.tif's name is not the mosaic's source
+    qml = (tmp_path / "m.qml").read_text()
+    assert 'label="crop"' in qml and 'label="forest"' in qml
+
+
+def test_class_maps_with_other_classes_are_refused(tmp_path):
+    from geoembed.io.classmap import write_class_map
+
+    out = tmp_path / "maps"
+    write_class_map(out / "a_map.tif", np.zeros((4, 4), int), ["crop", "forest"],
+                    crs="EPSG:32610", transform=from_origin(X0, Y0, 10.0, 10.0))
+    write_class_map(out / "b_map.tif", np.zeros((4, 4), int), ["forest", "water"],
+                    crs="EPSG:32610", transform=from_origin(X0 + 40, Y0, 10.0, 10.0))
+    for cog in ([], ["--cog"]):
+        res = CliRunner().invoke(cli, ["mosaic", str(out), "--out", str(tmp_path / "m.tif"),
+                                       *cog])
+        assert res.exit_code == 2, res.output
+        assert "differ from a_map.tif's ['crop', 'forest']" in res.stderr
+        assert not (tmp_path / "m.tif").exists() and not (tmp_path / "m.qml").exists()
+
+
+def test_mosaic_keeps_the_tags_its_sources_share(folder, tmp_path):
+    out, a, b = folder
+    for path, source in ((a, "a.tif"), (b, "b.tif")):
+        with rasterio.open(path, "r+") as ds:
+            ds.update_tags(tile_size="32", source=source)
+    (tmp_path / "m.vrt").write_text(vrt_xml([a, b], relative_to=tmp_path))
+    with rasterio.open(tmp_path / "m.vrt") as ds:
+        assert ds.tags()["tile_size"] == "32" and "source" not in ds.tags()

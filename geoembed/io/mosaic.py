@@ -12,6 +12,11 @@ memory; GDAL's Python bindings (``osgeo``) are not a dependency, and an optional
 :func:`vrt_xml` writes the minimal VRT XML (tested): one ``ComplexSource`` per source and
 band, on the first source's pixel size, paths relative to the VRT, nodata honoured so that
 a source's nodata does not cover its neighbours.
+Class maps (``geoembed map`` / ``segment``) keep what makes them open right in QGIS: the
+colour table, the class-name tags and a ``<mosaic stem>.qml`` sidecar; class maps whose
+codes name different classes (each scene's classifier has its own classes) are refused,
+since one code would show two classes. Tags every source shares (``tile_size``, ``bands``...)
+are kept; per-scene ones (``source``...) are not.
 COG: :func:`rasterio.merge.merge` in memory, written by :class:`~geoembed.io.geotiff.RasterWriter`.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -29,10 +35,11 @@ import rasterio.shutil
 import rasterio.windows
 from rasterio.crs import CRS
 from rasterio.dtypes import dtype_rev, typename_fwd
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.vrt import WarpedVRT
 
 from geoembed.errors import CRSError, InputError, RasterError
+from geoembed.io.classmap import qml_path, qml_text, read_class_names
 from geoembed.io.manifest import read_manifests
 from geoembed.io.outputs import atomic_output, check_output, replace_path, temporary_sibling
 
@@ -85,17 +92,54 @@ def _reprojected(sources: Sequence[Path], crs: CRS, folder: Path) -> list[Path]:
     return result
 
 
+@dataclass(frozen=True)
+class Style:
+    """What the mosaic keeps of its sources besides pixels: the tags they all share with one
+    value, band 1's colour table (of the first source) and the class names (class maps)."""
+
+    tags: dict[str, str]
+    colormap: dict[int, tuple[int, ...]] | None
+    class_names: list[str] | None
+
+
+def source_style(sources: Sequence[str | os.PathLike]) -> Style:
+    """The :class:`Style` of ``sources``.
+
+    Raises:
+        RasterError: class maps whose class names differ (a code would mean two classes).
+    """
+    tags: dict[str, str] | None = None
+    colormap = None
+    names = []
+    for i, path in enumerate(sources):
+        with rasterio.open(path) as ds:
+            these = ds.tags()
+            if i == 0 and ds.colorinterp and ds.colorinterp[0] == ColorInterp.palette:
+                colormap = ds.colormap(1)
+        tags = these if tags is None else {k: v for k, v in tags.items() if these.get(k) == v}
+        names.append(read_class_names(path))
+    if any(n is not None for n in names):
+        for path, n in zip(sources, names, strict=True):
+            if n != names[0]:
+                raise RasterError(
+                    f"{path}: its classes {n} differ from {Path(sources[0]).name}'s "
+                    f"{names[0]}; a mosaic of class maps needs the same classes (each code "
+                    "would mean two classes)")
+    return Style(tags=dict(tags or {}), colormap=colormap, class_names=names[0])
+
+
 def _fmt(value: float) -> str:
     return "nan" if np.isnan(value) else repr(float(value))
 
 
-def vrt_xml(sources: Sequence[str | os.PathLike], relative_to: str | os.PathLike | None = None
-            ) -> str:
+def vrt_xml(sources: Sequence[str | os.PathLike], relative_to: str | os.PathLike | None = None,
+            style: Style | None = None) -> str:
     """The VRT XML of a mosaic of ``sources`` (same CRS, band count and dtype; north-up).
 
     The grid takes the first source's pixel size and the union of the bounds; sources are
     drawn in order (a later one wins where both have data). Paths are written relative to
-    the folder ``relative_to`` (the VRT's) when given.
+    the folder ``relative_to`` (the VRT's) when given. ``style`` (default: the sources')
+    adds the shared tags and band 1's colour table.
 
     Raises:
         RasterError: sources that differ in CRS, band count or dtype, or are rotated.
@@ -124,11 +168,23 @@ def vrt_xml(sources: Sequence[str | os.PathLike], relative_to: str | os.PathLike
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
              f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(crs.to_wkt())}</SRS>',
              f"  <GeoTransform>{left!r}, {res_x!r}, 0.0, {top!r}, 0.0, {-res_y!r}</GeoTransform>"]
+    style = style if style is not None else source_style([m[0] for m in metas])
+    if style.tags:
+        lines.append("  <Metadata>")
+        lines += [f'    <MDI key="{escape(k, {chr(34): "&quot;"})}">{escape(v)}</MDI>'
+                  for k, v in style.tags.items()]
+        lines.append("  </Metadata>")
     gdal_type = typename_fwd[dtype_rev[dtype]]
     for band in range(1, count + 1):
         lines.append(f'  <VRTRasterBand dataType="{gdal_type}" band="{band}">')
         if nodata is not None:
             lines.append(f"    <NoDataValue>{_fmt(nodata)}</NoDataValue>")
+        if band == 1 and style.colormap:
+            lines += ["    <ColorInterp>Palette</ColorInterp>", "    <ColorTable>"]
+            lines += ['      <Entry c1="{}" c2="{}" c3="{}" c4="{}"/>'.format(
+                *(tuple(style.colormap.get(i, (0, 0, 0, 0))) + (255,))[:4])
+                for i in range(max(style.colormap) + 1)]
+            lines.append("    </ColorTable>")
         desc = metas[0][8][band - 1]
         if desc:
             lines.append(f"    <Description>{escape(desc)}</Description>")
@@ -177,16 +233,25 @@ def build_mosaic(sources: Sequence[str | os.PathLike], out: str | os.PathLike, *
     paths = [Path(p) for p in sources]
     if not paths:
         raise InputError("no sources to mosaic")
+    style = source_style(paths)  # class maps with other classes: before any work
+    if style.class_names is not None and style.colormap:
+        check_output(qml_path(out), overwrite)
     target = _crs_of(paths, crs)
     paths = _reprojected(paths, target, out.parent / f"{out.stem}_reprojected")
     if cog:
-        return _write_cog(paths, out, overwrite)
-    with atomic_output(out, overwrite) as tmp:
-        tmp.write_text(vrt_xml(paths, relative_to=out.parent))
+        _write_cog(paths, out, overwrite, style)
+    else:
+        with atomic_output(out, overwrite) as tmp:
+            tmp.write_text(vrt_xml(paths, relative_to=out.parent, style=style))
+    if style.class_names is not None and style.colormap:
+        colors = [tuple(style.colormap.get(i, (0, 0, 0)))[:3]
+                  for i in range(len(style.class_names))]
+        with atomic_output(qml_path(out), overwrite=True) as tmp:
+            tmp.write_text(qml_text(style.class_names, colors), encoding="utf-8")
     return out
 
 
-def _write_cog(paths: Sequence[Path], out: Path, overwrite: bool) -> Path:
+def _write_cog(paths: Sequence[Path], out: Path, overwrite: bool, style: Style) -> Path:
     """A COG of the merged sources (:func:`rasterio.merge.merge`, in memory)."""
     from rasterio.merge import merge
 
@@ -199,8 +264,8 @@ def _write_cog(paths: Sequence[Path], out: Path, overwrite: bool) -> Path:
         with RasterWriter(out, width=array.shape[2], height=array.shape[1], count=first.count,
                           dtype=first.dtypes[0], crs=first.crs, transform=transform,
                           nodata=first.nodata, descriptions=list(first.descriptions)
-                          if all(first.descriptions) else None, tags=first.tags(),
-                          overwrite=overwrite, cog=True,
+                          if all(first.descriptions) else None, tags=style.tags,
+                          overwrite=overwrite, cog=True, colormap=style.colormap,
                           overview_resampling="nearest") as writer:
             writer.write(array, rasterio.windows.Window(0, 0, array.shape[2], array.shape[1]))
     finally:
