@@ -101,30 +101,56 @@ class PixelFeatures:
         return self.needs_tiles or "bands" in self.names
 
     def compute(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features ``(n, D)`` float32 (NaN rows where invalid) and validity ``(n,)``."""
+        """Features ``(n, D)`` float32 (NaN rows where invalid) and validity ``(n,)``.
+
+        Pixels are taken cell by cell (one scene read per cell); their windows go to the
+        window features in batches of ``batch_size`` that span cells, so a sparse grid
+        (a coarse stride, scattered labels) still runs the encoder on full batches.
+        """
         rows = np.asarray(rows, np.int64)
         cols = np.asarray(cols, np.int64)
         n = len(rows)
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        out = np.full((n, self.n_features), np.nan, dtype=np.float32)
+        valid = np.zeros(n, dtype=bool)
+        columns = self._columns()
+        batcher = _WindowBatcher(self, out, columns)
         keys = (rows // CELL) * (self.scene.width // CELL + 2) + cols // CELL
         order = np.argsort(keys, kind="stable")
         starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
         for idx in np.split(order, starts[1:]):
             if len(idx):
-                x, ok = self._cell(rows[idx], cols[idx])
-                parts.append((idx, x, ok))
-        out = np.full((n, self.n_features), np.nan, dtype=np.float32)
-        valid = np.zeros(n, dtype=bool)
-        for idx, x, ok in parts:
-            out[idx] = x
-            valid[idx] = ok
+                valid[idx] = self._cell(idx, rows[idx], cols[idx], out, columns, batcher)
+        batcher.flush()
+        out[~valid] = np.nan
         return out, valid
 
-    def _cell(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features of pixels that lie in one cell: one scene read, tiles in batches."""
-        n = len(rows)
-        ok = np.ones(n, dtype=bool)
-        blocks: dict[str, list[np.ndarray]] = {}
+    def _columns(self) -> dict[str, slice]:
+        """Columns of each part: ``embedding`` (the encoder), ``source<i>`` (the rasters,
+        also part of ``embedding``) and the other feature sets, in :attr:`names` order."""
+        parts: list[tuple[str, int]] = []
+        for name in self.names:
+            if name == "embedding":
+                if self.encoder is not None:
+                    parts.append(("embedding", self.encoder_dim))
+                parts.extend((f"source{i}", s.count) for i, s in enumerate(self.sources))
+            else:
+                parts.append((name, self.dims[name]))
+        out, pos = {}, 0
+        for key, width in parts:
+            out[key] = slice(pos, pos + width)
+            pos += width
+        return out
+
+    def _cell(self, idx: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray,
+              columns: dict[str, slice], batcher: _WindowBatcher) -> np.ndarray:
+        """Pixels ``idx`` of one cell: one scene read; per-pixel features into ``out``, the
+        windows of valid pixels to ``batcher``. Returns their validity."""
+        ok = np.ones(len(idx), dtype=bool)
+        if "embedding" in self.names:
+            for i, src in enumerate(self.sources):
+                values, src_ok = src.sample(self.scene.transform, rows, cols)
+                out[idx, columns[f"source{i}"]] = values
+                ok &= src_ok
         if self.needs_scene:
             half = self.tile // 2 if self.needs_tiles else 0
             size = self.tile if self.needs_tiles else 1
@@ -134,40 +160,11 @@ class PixelFeatures:
             cr, cc = rows - r0, cols - c0  # the pixels in the region
             ok &= dvalid[cr, cc]
             if "bands" in self.names:
-                blocks["bands"] = [data[:, cr, cc].T]
+                out[idx, columns["bands"]] = data[:, cr, cc].T
             if self.needs_tiles:
-                for name, values in self._tile_features(data, dvalid, cr - half, cc - half,
-                                                        ok).items():
-                    blocks.setdefault(name, []).extend(values)
-        if "embedding" in self.names:
-            for src in self.sources:
-                values, src_ok = src.sample(self.scene.transform, rows, cols)
-                blocks.setdefault("embedding", []).append(values)
-                ok &= src_ok
-        x = np.concatenate([b.astype(np.float32, copy=False)
-                            for name in self.names for b in blocks[name]], axis=1)
-        x[~ok] = np.nan
-        return x, ok
-
-    def _tile_features(self, data: np.ndarray, dvalid: np.ndarray, top: np.ndarray,
-                       left: np.ndarray, ok: np.ndarray) -> dict[str, list[np.ndarray]]:
-        """Window features of every pixel (rows of invalid pixels are zeros, skipped)."""
-        n = len(top)
-        feats: dict[str, np.ndarray] = {}
-        todo = np.flatnonzero(ok)
-        for start in range(0, len(todo), self.batch_size):
-            sel = todo[start:start + self.batch_size]
-            tiles, tvalid = cut_tiles(data, dvalid, top[sel], left[sel], self.tile)
-            norm = normalize(tiles, self.stats, tvalid)
-            for name, value in self._window_batch(norm, tvalid).items():
-                if name not in feats:
-                    feats[name] = np.zeros((n, value.shape[1]), dtype=np.float32)
-                feats[name][sel] = value
-        for name in self._window_names():
-            if name not in feats:
-                dim = self.encoder_dim if name == "embedding" else self.dims[name]
-                feats[name] = np.zeros((n, dim), dtype=np.float32)
-        return {k: [v] for k, v in feats.items()}
+                sel = np.flatnonzero(ok)
+                batcher.add(idx[sel], data, dvalid, cr[sel] - half, cc[sel] - half)
+        return ok
 
     def _window_names(self) -> list[str]:
         names = [n for n in self.names if n in ("tile-stats", "random-features", "pca")]
@@ -195,6 +192,51 @@ class PixelFeatures:
         return {"names": list(self.names), "dims": dict(self.dims), "tile": self.tile,
                 "checkpoint_embedding": self.encoder is not None,
                 "embedding_rasters": [s.describe() for s in self.sources]}
+
+
+class _WindowBatcher:
+    """Windows of valid pixels, cut from their cells' regions into batches that span cells;
+    each full batch is normalised and its window features written into ``out``."""
+
+    def __init__(self, features: PixelFeatures, out: np.ndarray, columns: dict[str, slice]
+                 ) -> None:
+        self.features, self.out, self.columns = features, out, columns
+        self.pieces: list[tuple[np.ndarray, ...]] = []  # (pixels, data, valid, tops, lefts)
+        self.size = 0
+
+    def add(self, pixels: np.ndarray, data: np.ndarray, dvalid: np.ndarray, top: np.ndarray,
+            left: np.ndarray) -> None:
+        if len(pixels):
+            self.pieces.append((pixels, data, dvalid, top, left))
+            self.size += len(pixels)
+        while self.size >= self.features.batch_size:
+            self._run(self.features.batch_size)
+
+    def flush(self) -> None:
+        while self.size:
+            self._run(min(self.size, self.features.batch_size))
+
+    def _run(self, k: int) -> None:
+        f = self.features
+        tiles, tvalid, pixels = [], [], []
+        while k:
+            px, data, dvalid, top, left = self.pieces[0]
+            take = min(k, len(px))
+            t, v = cut_tiles(data, dvalid, top[:take], left[:take], f.tile)
+            tiles.append(t)
+            tvalid.append(v)
+            pixels.append(px[:take])
+            if take == len(px):
+                self.pieces.pop(0)
+            else:
+                self.pieces[0] = (px[take:], data, dvalid, top[take:], left[take:])
+            k -= take
+            self.size -= take
+        valid = np.concatenate(tvalid)
+        norm = normalize(np.concatenate(tiles), f.stats, valid)
+        rows = np.concatenate(pixels)
+        for name, value in f._window_batch(norm, valid).items():
+            self.out[rows, self.columns[name]] = value
 
 
 __all__ = ["CELL", "PixelFeatures", "cut_tiles", "read_region"]
