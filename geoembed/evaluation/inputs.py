@@ -11,6 +11,7 @@ opens the scene and every checkpoint source (each with its own band selection).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,20 +153,31 @@ def load_pixel_labels(scene: Scene, cfg: EvaluateConfig) -> tuple[PixelLabels, s
     return px, str(labels) if isinstance(labels, str | os.PathLike) else "labels"
 
 
-def _cv_classes(codes: np.ndarray, classes: list, folds: int, notes: list[str]
-                ) -> tuple[np.ndarray, list[int]]:
-    """Label counts per class and the classes with at least ``folds`` labels."""
+def keep_cv_classes(codes: np.ndarray, classes: Sequence, folds: int, notes: list[str], *,
+                    dropped: str = "left out of the CV"
+                    ) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """The classes with at least ``folds`` labels (a note names the others, ``dropped``).
+
+    Returns:
+        ``(counts, keep, remap)``: label counts per class, the kept class indices, and
+        ``remap`` (class index -> its index among the kept classes, -1 when dropped).
+
+    Raises:
+        LabelError: fewer than 2 classes are kept.
+    """
     counts = np.bincount(codes, minlength=len(classes))
     rare = [i for i, c in enumerate(counts) if c < folds]
     if rare:
-        notes.append("classes with fewer labels than folds left out of the CV: " + ", ".join(
+        notes.append(f"classes with fewer labels than folds {dropped}: " + ", ".join(
             f"{classes[i]} ({counts[i]})" for i in rare))
     keep = [i for i in range(len(classes)) if i not in rare]
     if len(keep) < 2:
         raise LabelError(f"fewer than 2 classes have at least {folds} labels (counts: "
                          + ", ".join(f"{c}={n}" for c, n in zip(classes, counts, strict=True))
                          + "); add labels or lower --folds")
-    return counts, keep
+    remap = np.full(len(classes), -1, np.int64)
+    remap[keep] = np.arange(len(keep))
+    return counts, keep, remap
 
 
 def sample_rasters(scene: Scene, sources: list[Source], rows: np.ndarray, cols: np.ndarray,
@@ -206,10 +218,8 @@ def labelled_pixels(scene: Scene, cfg: EvaluateConfig, names: list[str], notes: 
     n_no_embedding = int((~covered).sum())
     rows, cols, values = rows[covered], cols[covered], values[covered]
     codes, classes = encode_classes(values, source)
-    counts, keep = _cv_classes(codes, classes, cfg.folds, notes)
-    use = np.isin(codes, keep)
-    remap = np.full(len(classes), -1, np.int64)
-    remap[keep] = np.arange(len(keep))
+    counts, keep, remap = keep_cv_classes(codes, classes, cfg.folds, notes)
+    use = remap[codes] >= 0
     return LabelledPixels(
         rows=rows[use], cols=cols[use], y=remap[codes[use]],
         cv_classes=[classes[i] for i in keep], classes=classes, counts=counts,
@@ -218,6 +228,7 @@ def labelled_pixels(scene: Scene, cfg: EvaluateConfig, names: list[str], notes: 
         sampled={k: v[use] for k, v in sampled.items()}, embedding_info=info)
 
 
-__all__ = ["LabelledPixels", "OpenedSource", "bands_from_tags", "labelled_pixels",
+__all__ = ["LabelledPixels", "OpenedSource", "bands_from_tags", "keep_cv_classes",
+           "labelled_pixels",
            "load_encoder_config", "load_pixel_labels", "open_inputs", "sample_rasters",
            "tile_from_tags"]

@@ -27,11 +27,11 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from geoembed import __version__
-from geoembed.errors import InputError, LabelError
+from geoembed.errors import InputError
 from geoembed.evaluation.classifiers import cross_val_predict, make_classifier
 from geoembed.evaluation.config import EvaluateConfig
 from geoembed.evaluation.folds import make_folds, spatial_blocks
-from geoembed.evaluation.inputs import labelled_pixels
+from geoembed.evaluation.inputs import keep_cv_classes, labelled_pixels
 from geoembed.evaluation.verdict import embedding_verdict, verdict_line
 from geoembed.io.classmap import qml_path
 from geoembed.io.inputs import Shard
@@ -101,18 +101,9 @@ def map_paths(out: str | os.PathLike, cfg: MapConfig) -> dict[str, Path]:
 
 def _keep_classes(y: np.ndarray, names: list, folds: int, notes: list[str]
                   ) -> tuple[np.ndarray, np.ndarray, list]:
-    """Labels of classes with at least ``folds`` labels (others dropped with a note)."""
-    counts = np.bincount(y, minlength=len(names))
-    rare = [i for i in range(len(names)) if counts[i] < folds]
-    if rare:
-        notes.append("classes with fewer labels than folds are not mapped: " + ", ".join(
-            f"{names[i]} ({counts[i]})" for i in rare))
-    keep = [i for i in range(len(names)) if i not in rare]
-    if len(keep) < 2:
-        raise LabelError(f"fewer than 2 classes have at least {folds} labels with valid "
-                         "features; add labels or lower --folds")
-    remap = np.full(len(names), -1, np.int64)
-    remap[keep] = np.arange(len(keep))
+    """Labels of classes with at least ``folds`` labels (others dropped with a note):
+    ``(used, their new codes, the kept names)``."""
+    _, keep, remap = keep_cv_classes(y, names, folds, notes, dropped="are not mapped")
     use = remap[y] >= 0
     return use, remap[y[use]], [names[i] for i in keep]
 
