@@ -11,6 +11,7 @@ from geoembed.cli.options import (
     bands_option,
     device_option,
     handle_errors,
+    label_options,
     overwrite_option,
     quiet_option,
     seed_option,
@@ -27,7 +28,6 @@ from geoembed.evaluation.config import (
 )
 from geoembed.evaluation.verdict import verdict_line
 
-_PATH = click.Path(dir_okay=False, path_type=Path)
 _RASTER = click.Path(dir_okay=False, path_type=str)  # str: a Path would fold "https://"
 
 
@@ -46,18 +46,7 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
 @click.command("evaluate")
 @click.option("--scene", required=True, type=_RASTER,
               help="The raster the labels are on (the scene the encoder embeds).")
-@click.option("--labels", type=_PATH, default=None,
-              help="Vector labels (points or polygons; any format geopandas reads, any CRS).  "
-                   "[required unless --labels-raster]")
-@click.option("--label-column", default=None,
-              help="Column of --labels holding the class.  [required with --labels]")
-@click.option("--labels-raster", type=_RASTER, default=None,
-              help="Label raster on the scene's grid (its nodata = unlabelled), instead of "
-                   "--labels.  [default: none]")
-@click.option("--max-labels", type=click.IntRange(min=2), default=None,
-              help="Use a random subset of at most this many labels.  [default: all]")
-@click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
-              help="Random points per polygon.  [default: one point inside each polygon]")
+@label_options
 @click.option("--checkpoint", multiple=True, metavar="[NAME=]PATH",
               help="Trained tile2vec checkpoint: embeds the tile centered on each label.  "
                    "Repeatable; each source is its own feature set, named NAME (default: "

@@ -11,6 +11,7 @@ from geoembed.cli.options import (
     bands_option,
     device_option,
     handle_errors,
+    label_options,
     overwrite_option,
     quiet_option,
     resolve_cli_shard,
@@ -36,18 +37,7 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
 
 @click.command("map")
 @click.argument("scenes", nargs=-1, required=True, type=_RASTER)
-@click.option("--labels", type=_PATH, default=None,
-              help="Vector labels (points or polygons; any format geopandas reads, any CRS).  "
-                   "[required unless --labels-raster]")
-@click.option("--label-column", default=None,
-              help="Column of --labels holding the class.  [required with --labels]")
-@click.option("--labels-raster", type=_RASTER, default=None,
-              help="Label raster on the scene's grid (its nodata = unlabelled), instead of "
-                   "--labels.  [default: none]")
-@click.option("--max-labels", type=click.IntRange(min=2), default=None,
-              help="Use a random subset of at most this many labels.  [default: all]")
-@click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
-              help="Random points per polygon.  [default: one point inside each polygon]")
+@label_options
 @click.option("--out", required=True, type=_OUT,
               help="The class map (COG, colour table, class names, .qml); map.json is "
                    "written next to it. A folder for several scenes (<scene stem>_map.tif, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -106,6 +107,30 @@ allow_no_crs_option = click.option(
     "--allow-no-crs", is_flag=True, default=False,
     help="Accept rasters without a CRS (pixel coordinates only).",
 )
+
+
+def label_options(func: F) -> F:
+    """The labels of ``evaluate`` and ``map``: ``--labels`` with ``--label-column``, or
+    ``--labels-raster``; ``--max-labels``, ``--polygon-samples``."""
+    path = click.Path(dir_okay=False, path_type=Path)
+    raster = click.Path(dir_okay=False, path_type=str)  # str: a Path would fold "https://"
+    for option in reversed((
+        click.option("--labels", type=path, default=None,
+                     help="Vector labels (points or polygons; any format geopandas reads, any "
+                          "CRS).  [required unless --labels-raster]"),
+        click.option("--label-column", default=None,
+                     help="Column of --labels holding the class.  [required with --labels]"),
+        click.option("--labels-raster", type=raster, default=None,
+                     help="Label raster on the scene's grid (its nodata = unlabelled), "
+                          "instead of --labels.  [default: none]"),
+        click.option("--max-labels", type=click.IntRange(min=2), default=None,
+                     help="Use a random subset of at most this many labels.  [default: all]"),
+        click.option("--polygon-samples", type=click.IntRange(min=1), default=None,
+                     help="Random points per polygon.  [default: one point inside each "
+                          "polygon]"),
+    )):
+        func = option(func)
+    return func
 
 
 def shard_options(func: F) -> F:
