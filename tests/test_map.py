@@ -288,6 +288,20 @@ def test_bad_input_raises_and_writes_nothing(tmp_path):
     assert set(tmp_path.iterdir()) == before
 
 
+def test_scene_is_closed_when_an_embedding_raster_is_refused(tmp_path, monkeypatch):
+    from geoembed.io.scenes import Scene
+
+    scene = class_scene(tmp_path)
+    nocrs = write_raster(tmp_path / "nocrs.tif", np.zeros((3, 8, 8), np.float32), crs=None)
+    closed = []
+    close = Scene.close
+    monkeypatch.setattr(Scene, "close", lambda self: (closed.append(self.name), close(self)))
+    with pytest.raises(CRSError, match="no CRS"):
+        make_map(scene, tmp_path / "m.tif", labels=labels(scene), label_column="cls",
+                 embeddings=[nocrs], quiet=True)
+    assert closed == [scene.name]
+
+
 def test_rare_class_is_dropped_with_a_warning(tmp_path):
     scene = class_scene(tmp_path)
     rows, cols, cls = block_center_labels(90, seed=2)

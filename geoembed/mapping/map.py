@@ -144,8 +144,9 @@ def run_map(scene: str | os.PathLike, out: str | os.PathLike, cfg: MapConfig,
     paths = output_paths(out, cfg)
     notes: list[str] = []
     scn, em = open_scene_and_model(scene, cfg)
-    sources = open_sources(scn, cfg)
+    sources: list = []
     try:
+        sources = open_sources(scn, cfg)
         if cfg.reference is not None:  # a reference without CRS or elsewhere: before the work
             RasterSource(cfg.reference, scn, what="reference raster").close()
         return _run(scene, scn, em, sources, paths, cfg, log, notes, tags or {})
