@@ -128,6 +128,9 @@ def test_band_helpers_known_answers():
     assert band_mapping(["B2", "B3", "B4", "B8"], names, 3) == [2, 1, 0, None]
     assert band_mapping(["B2", "B3"], weights_band_names(None, 3), 3) == [0, 1]  # in order
     assert band_mapping(["R", "x"], weights_band_names("rgb", 3), 3) == [0, None]
+    # Sentinel-2 weights on a scene whose bands have common names (not B01..B12)
+    assert band_mapping(["Blue", "Green", "Red", "NIR", "x"], SENTINEL2, 13) == [
+        SENTINEL2.index(b) for b in ("B02", "B03", "B04", "B08")] + [None]
     assert weights_band_names(None, 13) == SENTINEL2 and weights_band_names(None, 4) is None
     with pytest.raises(InputError, match="names 2 bands"):
         weights_band_names("B04,B03", 3)

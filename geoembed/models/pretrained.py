@@ -45,6 +45,11 @@ RGB = ("red", "green", "blue")
 #: Sentinel-2 L1C bands in the order of the SSL4EO-S12 / TorchGeo ``SENTINEL2_ALL`` weights.
 SENTINEL2 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10",
              "B11", "B12")
+#: Sentinel-2 bands by their STAC ``eo:common_name`` (the unique ones), for scenes whose
+#: bands are named red, nir... rather than B04, B08...
+SENTINEL2_COMMON = {"coastal": "B01", "blue": "B02", "green": "B03", "red": "B04",
+                    "nir": "B08", "nir08": "B8A", "nir09": "B09", "cirrus": "B10",
+                    "swir16": "B11", "swir22": "B12"}
 _NAMED = {"rgb": RGB, "s2": SENTINEL2, "sentinel2": SENTINEL2}
 _ALIASES = {"r": "red", "g": "green", "b": "blue"}
 
@@ -132,11 +137,14 @@ def band_mapping(scene_bands: Sequence[str | None], weight_bands: Sequence[str] 
                  n_weights: int) -> list[int | None]:
     """For each scene band, the index of the weights' band it takes, or None (mean filter).
 
-    Bands are matched by name (case-insensitive; ``R``/``red``, ``B4``/``B04``); when no
+    Bands are matched by name (case-insensitive; ``R``/``red``, ``B4``/``B04``; with
+    Sentinel-2 weights also the common names ``red``, ``nir``, ``swir16``...); when no
     name matches, scene band ``i`` takes weights band ``i`` for ``i < n_weights``.
     """
     if weight_bands is not None:
         index = {_norm(n): i for i, n in enumerate(weight_bands)}
+        if tuple(weight_bands) == SENTINEL2:  # a scene's red / nir take B04 / B08
+            index.update({name: index[_norm(b)] for name, b in SENTINEL2_COMMON.items()})
         by_name = [index.get(_norm(n)) for n in scene_bands]
         if any(i is not None for i in by_name):
             return by_name
