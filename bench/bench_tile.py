@@ -12,7 +12,16 @@ Everything is timed as **whole processes** under ``/usr/bin/time -v`` (wall time
 - **read-once limit**: a process that reads every scene once, by whole block rows, with
   rasterio (GDAL_NUM_THREADS=ALL_CPUS) and writes the store's bytes (``n x 3 x C x T x T``
   in the scenes' dtype) once to a .npy.
-  No sampler can be faster than reading its inputs and writing its output.
+  No sampler can be faster than reading its inputs and writing its output;
+- **TorchGeo** (optional, ``--torchgeo-python VENV/bin/python``: the peer users would
+  otherwise pick, run with its own interpreter so geoembed's environment never needs it): a
+  ``RasterDataset`` over the scene folder (``*.tif``, all bands) + ``RandomGeoSampler``
+  drawing ``3 x n_triplets`` patches of ``tile`` px (uniform random patches, not triplets:
+  the same number of tiles as anchors + neighbors + distants), a ``DataLoader`` with
+  ``collate_fn=stack_samples`` (batch 64), every batch written (in the scenes' dtype) to one
+  .npy, the same bytes as geoembed's store. Method ``torchgeo`` runs the DataLoader with
+  ``num_workers=0``, ``torchgeo-wN`` with N workers; ``--torchgeo-patches`` draws fewer
+  patches (ratios then extrapolate: start-up and imports once, the rest per tile).
 
 Cases (issue 11): (a) one 8192 x 8192 x 4 scene, 20,000 triplets of 50 px, neighborhood 100;
 (b) 32 scenes of 2048 x 2048 x 4, 20,000 triplets. Inputs are written the way users get
@@ -28,6 +37,10 @@ Usage:
     .venv/bin/python bench/bench_tile.py --profile              # cProfile of ours on (a)
     .venv/bin/python bench/bench_tile.py --before /tmp/old      # also time an older copy
         # (git archive OLD geoembed cli | tar -x -C /tmp/old; mv /tmp/old/cli /tmp/old/geoembed/)
+    # TorchGeo in its own venv (python3 -m venv /tmp/tgvenv; /tmp/tgvenv/bin/pip install
+    # torch torchgeo requests), alternating with geoembed tile:
+    .venv/bin/python bench/bench_tile.py --methods ours,torchgeo,torchgeo-w2,readonce \
+        --torchgeo-python /tmp/tgvenv/bin/python [--torchgeo-patches 6000]
 """
 
 from __future__ import annotations
@@ -223,13 +236,68 @@ def run_read_once(img_dir: str, out: str, n: int, tile: int, dtype: str) -> None
             left -= chunk.size
 
 
+def run_torchgeo(img_dir: str, out: str, n_patches: int, tile: int, dtype: str,
+                 workers: int, batch: int = 64) -> None:
+    """TorchGeo's RasterDataset + RandomGeoSampler: ``n_patches`` random tiles to one .npy.
+
+    Runs under the interpreter given by ``--torchgeo-python`` (TorchGeo >= 0.3: ``size``
+    in pixels). Samples are uniform random patches, not triplets.
+    """
+    t0 = time.perf_counter()
+    import torch  # in the child process only (TorchGeo's environment)
+    from torch.utils.data import DataLoader
+    from torchgeo.datasets import RasterDataset, stack_samples
+    from torchgeo.samplers import RandomGeoSampler
+
+    class Scenes(RasterDataset):
+        filename_glob = "*.tif"
+        is_image = True
+
+    t1 = time.perf_counter()
+    torch.manual_seed(0)
+    ds = Scenes(paths=img_dir)  # bands=None: every band of the files
+    sampler = RandomGeoSampler(ds, size=tile, length=n_patches)
+    loader = DataLoader(ds, sampler=sampler, batch_size=batch, num_workers=workers,
+                        collate_fn=stack_samples)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    count = _band_count(ds.index.filepath.iloc[0])
+    header = {"descr": np.dtype(dtype).str, "fortran_order": False,
+              "shape": (n_patches, count, tile, tile)}
+    done = 0
+    with open(Path(out) / "patches.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for sample in loader:
+            image = sample["image"].numpy()
+            assert image.shape[1:] == (count, tile, tile), image.shape
+            f.write(image.astype(dtype).tobytes())
+            done += len(image)
+    assert done == n_patches, done
+    # for timed(): imports vs. indexing + sampling + writing, inside the whole process
+    print(f"bench-child import_s={t1 - t0:.2f} work_s={time.perf_counter() - t1:.2f}",
+          file=sys.stderr)
+
+
+def _band_count(path: str) -> int:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.count
+
+
 def child(method: str, img_dir: str, out: str, n: int, tile: int, radius: int,
-          dtype: str) -> None:
+          dtype: str, patches: int | None = None) -> None:
     """Run one method in this (fresh) process."""
     if method == "baseline":
         run_baseline(img_dir, out, n, tile, radius, dtype)
+    elif method.startswith("torchgeo"):
+        run_torchgeo(img_dir, out, patches or 3 * n, tile, dtype, torchgeo_workers(method))
     else:
         run_read_once(img_dir, out, n, tile, dtype)
+
+
+def torchgeo_workers(method: str) -> int:
+    """DataLoader workers of a TorchGeo method: ``torchgeo`` 0, ``torchgeo-wN`` N."""
+    return int(method.removeprefix("torchgeo-w")) if method.startswith("torchgeo-w") else 0
 
 
 def make_inputs(folder: Path, n_scenes: int, size: int, seed: int, layout: str,
@@ -286,7 +354,9 @@ def timed(cmd: list[str], out: Path, pythonpath: str | None = None) -> dict:
     seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", res.stderr).group(1))
               for k in ("User", "System"))
-    return {"seconds": seconds, "rss_mib": int(rss.group(1)) / 1024, "cpu_s": cpu}
+    inner = re.search(r"bench-child import_s=(\S+) work_s=(\S+)", res.stderr)
+    split = {"import_s": float(inner.group(1)), "work_s": float(inner.group(2))} if inner else {}
+    return {"seconds": seconds, "rss_mib": int(rss.group(1)) / 1024, "cpu_s": cpu, **split}
 
 
 def command(method: str, img_dir: Path, out: Path, args: argparse.Namespace) -> list[str]:
@@ -297,9 +367,21 @@ def command(method: str, img_dir: Path, out: Path, args: argparse.Namespace) -> 
                 *sorted(str(p) for p in img_dir.glob("*.tif")), "--out", str(out),
                 "-n", str(args.n_triplets), "-t", str(args.tile), "-r", str(args.radius),
                 "--seed", "0", "--quiet", *memory]
-    return [sys.executable, __file__, "--child", method, "--img-dir", str(img_dir),
+    python = sys.executable
+    extra: list[str] = []
+    if method.startswith("torchgeo"):
+        python = args.torchgeo_python
+        extra = ["--torchgeo-patches", str(n_tiles(method, args))]
+    return [python, __file__, "--child", method, "--img-dir", str(img_dir),
             "--child-out", str(out), "--n-triplets", str(args.n_triplets), "--tile",
-            str(args.tile), "--radius", str(args.radius), "--dtype", args.dtype]
+            str(args.tile), "--radius", str(args.radius), "--dtype", args.dtype, *extra]
+
+
+def n_tiles(method: str, args: argparse.Namespace) -> int:
+    """Tiles a method writes: 3 per triplet, or ``--torchgeo-patches`` for TorchGeo."""
+    if method.startswith("torchgeo") and args.torchgeo_patches:
+        return args.torchgeo_patches
+    return 3 * args.n_triplets
 
 
 def profile_ours(img_dir: Path, args: argparse.Namespace) -> None:
@@ -326,8 +408,15 @@ METHODS = {"baseline": "Tile2Vec original (baseline)", "before": "geoembed tile,
            "ours": "geoembed tile", "readonce": "read-once limit"}
 
 
+def method_label(method: str) -> str:
+    """The table's name of a method (TorchGeo with its DataLoader workers)."""
+    if method.startswith("torchgeo"):
+        return f"TorchGeo RandomGeoSampler ({torchgeo_workers(method)} workers)"
+    return METHODS[method]
+
+
 def run_case(key: str, label: str, n_scenes: int, size: int, args: argparse.Namespace
-             ) -> list[tuple]:
+             ) -> list[dict]:
     img_dir = WORK / f"inputs_{key}_{args.layout}_{args.dtype}_{size}_{n_scenes}"
     if not img_dir.exists():
         t0 = time.perf_counter()
@@ -340,23 +429,43 @@ def run_case(key: str, label: str, n_scenes: int, size: int, args: argparse.Name
     best: dict[str, dict] = {}
     for _ in range(args.repeat):
         for method in args.methods.split(","):
-            if method == "before" and not args.before:
+            if (method == "before" and not args.before) or (
+                    method.startswith("torchgeo") and not args.torchgeo_python):
                 continue
             out = WORK / f"out_{method}"
             r = timed(command(method, img_dir, out, args), out,
                       args.before if method == "before" else None)
-            print(f"  {label} {method}: {r}", file=sys.stderr)
+            args.loads.append(os.getloadavg()[0])
+            print(f"  {label} {method}: {r} load {args.loads[-1]:.1f}", file=sys.stderr)
             if method not in best or r["seconds"] < best[method]["seconds"]:
                 best[method] = r
-    base, once = best.get("baseline"), best.get("readonce")
-    rows = []
-    for method, r in best.items():
-        rows.append((label, args.layout, METHODS[method], args.n_triplets / r["seconds"],
-                     r["seconds"], r["rss_mib"],
-                     base["seconds"] / r["seconds"] if base else float("nan"),
-                     r["seconds"] / once["seconds"] if once else float("nan"),
-                     r["rss_mib"] / base["rss_mib"] if base else float("nan")))
-    return rows
+    return [row(method, r, best, label, args) for method, r in best.items()]
+
+
+def row(method: str, r: dict, best: dict[str, dict], label: str,
+        args: argparse.Namespace) -> dict:
+    """One table row; ratios per tile (TorchGeo may draw fewer: --torchgeo-patches)."""
+    nan = float("nan")
+    base, once, ours = best.get("baseline"), best.get("readonce"), best.get("ours")
+    tiles = n_tiles(method, args)
+    scale = 3 * args.n_triplets / tiles  # to the run's tile count: only the per-tile work
+    fixed = r["seconds"] - r.get("work_s", r["seconds"])  # start-up and imports, once
+    seconds = fixed + (r["seconds"] - fixed) * scale
+    return {"label": label, "layout": args.layout, "method": method_label(method),
+            "tiles": tiles, "tiles_s": tiles / r["seconds"], "seconds": r["seconds"],
+            "rss": r["rss_mib"], "cpu": r["cpu_s"],
+            "speed": base["seconds"] / seconds if base else nan,
+            "vs_once": seconds / once["seconds"] if once else nan,
+            "rss_ratio": r["rss_mib"] / base["rss_mib"] if base else nan,
+            "ours_lead": seconds / ours["seconds"] if ours else nan,
+            "import_s": r.get("import_s", nan),
+            "ours_lead_work": (r["work_s"] * scale / ours["seconds"]
+                               if ours and "work_s" in r else nan)}
+
+
+def fmt(value: float, spec: str, suffix: str = "") -> str:
+    """A table cell: ``—`` for a figure the run did not measure."""
+    return "—" if value != value else f"{value:{spec}}{suffix}"
 
 
 def main() -> None:
@@ -371,20 +480,27 @@ def main() -> None:
     ap.add_argument("--cases", default="ab")
     ap.add_argument("--layout", default="cog512", choices=LAYOUTS)
     ap.add_argument("--dtype", default="uint8", choices=["uint8", "uint16"])
-    ap.add_argument("--methods", default="baseline,before,ours,readonce")
+    ap.add_argument("--methods", default="baseline,before,ours,readonce,torchgeo",
+                    help="comma list; torchgeo-wN: TorchGeo with N DataLoader workers")
     ap.add_argument("--memory", type=int, default=None, help="--memory MiB for ours")
     ap.add_argument("--before", help="a copy of an earlier geoembed (a folder holding the "
                     "geoembed package, cli/ as geoembed/cli) timed as method 'before'")
     ap.add_argument("--profile", action="store_true", help="cProfile ours instead of timing")
     ap.add_argument("--results", type=Path, default=None, help="write the table here")
     ap.add_argument("--keep-inputs", action="store_true")
-    ap.add_argument("--child", choices=["baseline", "readonce"], help=argparse.SUPPRESS)
+    ap.add_argument("--torchgeo-python", help="an interpreter with TorchGeo installed (e.g. "
+                    "/tmp/tgvenv/bin/python): times methods torchgeo / torchgeo-wN "
+                    "(skipped without it)")
+    ap.add_argument("--torchgeo-patches", type=int, default=None,
+                    help="patches TorchGeo draws (default 3 x --n-triplets)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--img-dir", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.loads = []
     if args.child:
         child(args.child, args.img_dir, args.child_out, args.n_triplets, args.tile,
-              args.radius, args.dtype)
+              args.radius, args.dtype, args.torchgeo_patches)
         return
 
     cases = {
@@ -408,20 +524,35 @@ def main() -> None:
                 f.write(text + "\n")
 
 
-def table(rows: list[tuple], args: argparse.Namespace, load: float) -> str:
+def table(rows: list[dict], args: argparse.Namespace, load: float) -> str:
     """The markdown table of one run."""
+    during = f"{min(args.loads):.1f}-{max(args.loads):.1f}" if args.loads else "n/a"
     lines = [
         f"{args.n_triplets:,} triplets of {args.tile} x {args.tile} px, neighborhood "
         f"{args.radius} px; whole processes under `/usr/bin/time -v` (start-up and imports "
-        f"included), best of {args.repeat}; load average before the run {load:.1f}.",
+        f"included), best of {args.repeat}; load average (1 min) before the run "
+        f"{load:.1f}, after each process {during}.",
         "",
-        "| case | layout | method | triplets/s | wall s | peak RSS (MiB) | speed vs. baseline "
-        "| wall vs. read-once | RSS vs. baseline |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | layout | method | tiles | tiles/s | wall s | CPU s | peak RSS (MiB) "
+        "| speed vs. baseline | wall vs. read-once | RSS vs. baseline "
+        "| geoembed tile's lead per tile | of which imports s "
+        "| lead per tile, imports excluded |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, layout, method, tps, sec, rss, speed, vs_once, rss_ratio in rows:
-        lines.append(f"| {label} | {layout} | {method} | {tps:,.0f} | {sec:.1f} | {rss:,.0f} "
-                     f"| {speed:.1f}x | {vs_once:.2f} | {rss_ratio:.2f} |")
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['layout']} | {r['method']} | {r['tiles']:,} "
+            f"| {r['tiles_s']:,.0f} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['rss']:,.0f} "
+            f"| {fmt(r['speed'], '.1f', 'x')} | {fmt(r['vs_once'], '.2f')} "
+            f"| {fmt(r['rss_ratio'], '.2f')} | {fmt(r['ours_lead'], '.1f', 'x')} "
+            f"| {fmt(r['import_s'], '.1f')} | {fmt(r['ours_lead_work'], '.1f', 'x')} |")
+    if any(r["method"].startswith("TorchGeo") for r in rows):
+        lines.append("\nTorchGeo draws uniform random patches, not triplets: tiles/s is the "
+                     "comparable rate (geoembed writes 3 tiles a triplet). Ratios use wall "
+                     "time scaled to 3 x n_triplets tiles (start-up and imports once, the rest per "
+                     "tile). 'Imports excluded': TorchGeo's "
+                     "time after `import torchgeo` (indexing, sampling, writing) against "
+                     "geoembed tile's whole process.")
     return "\n".join(lines) + "\n"
 
 
