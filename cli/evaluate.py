@@ -9,6 +9,7 @@ from geoembed.cli.options import (
     CommaList,
     allow_no_crs_option,
     bands_option,
+    cv_groups_option,
     device_option,
     handle_errors,
     label_options,
@@ -75,6 +76,7 @@ SIZES = CommaList(_size, example="10,20,all", aliases={"none": ()})
               help="Number of cross-validation folds.")
 @click.option("--block-size", type=click.IntRange(min=1), default=None,
               help="Side of the spatial CV blocks in pixels.  [default: 4 tiles]")
+@cv_groups_option
 @click.option("--learning-curve", "learning_curve", type=SIZES,
               default="10,20,50,100,200,500,all",
               show_default=True, metavar="SIZES",
@@ -103,6 +105,7 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
                      polygon_samples: int | None, checkpoint: tuple[str, ...],
                      embeddings: tuple[str, ...], out: Path, features: tuple[str, ...] | None,
                      classifier: str, cv: str, folds: int, block_size: int | None,
+                     cv_groups: str,
                      learning_curve: tuple[int | str, ...] | None,
                      repeats: int, tile_size: int | None, pca_tiles: int,
                      n_random_features: int, batch_size: int,
@@ -133,6 +136,7 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
         embeddings=embeddings or None, features=features,
         classifier=BOTH_CLASSIFIERS if classifier == "both" else (classifier,),
         cv=CV_SCHEMES if cv == "both" else (cv,), folds=folds, block_size=block_size,
+        cv_groups=cv_groups,
         learning_curve_sizes=learning_curve or (), repeats=repeats, tile_size=tile_size,
         bands=bands, pca_tiles=pca_tiles, n_random_features=n_random_features,
         batch_size=batch_size, seed=seed, device=device,
@@ -145,7 +149,9 @@ def evaluate_command(scene: str, labels: Path | None, label_column: str | None,
                f"{rep['dropped']['outside']} outside, {rep['dropped']['nodata']} on nodata, "
                f"{rep['dropped']['no_embedding']} without embedding), "
                f"{len(rep['classes']) - len(rep['excluded_classes'])} classes, folds "
-               + ", ".join(f"{k}={v}" for k, v in rep["folds"].items()))
+               + ", ".join(f"{k}={v}" for k, v in rep["folds"].items())
+               + (f" (spatial groups: {rep['cv_groups']['by']}, "
+                  f"{rep['cv_groups']['n_groups']})" if rep["cv_groups"] else ""))
     click.echo(result.table())
     if rep["ranking"]:
         click.echo("\n" + result.ranking_table())

@@ -9,6 +9,7 @@ from geoembed.cli.options import (
     CommaList,
     allow_no_crs_option,
     bands_option,
+    cv_groups_option,
     device_option,
     handle_errors,
     label_options,
@@ -76,6 +77,7 @@ FEATURES = CommaList(choices=MAP_FEATURES, example="embedding,bands")
               help="Spatial cross-validation folds for the accuracy estimate.")
 @click.option("--block-size", type=click.IntRange(min=1), default=None,
               help="Side of the spatial CV blocks in scene pixels.  [default: 4 tiles]")
+@cv_groups_option
 @click.option("--probabilities", type=_OUT, default=None,
               help="Also write one float32 probability band per class here (several "
                    "scenes: a folder, <scene stem>_map_probabilities.tif each).  "
@@ -103,7 +105,8 @@ def map_command(scenes: tuple[str, ...], labels: Path | None, label_column: str 
                 out: Path, checkpoint: Path | None, embeddings: tuple[str, ...],
                 features: tuple[str, ...] | None, classifier: str, stride: int | None,
                 resolution: float | None, tile_size: int | None, n_random_features: int,
-                pca_tiles: int, folds: int, block_size: int | None, probabilities: Path | None,
+                pca_tiles: int, folds: int, block_size: int | None, cv_groups: str,
+                probabilities: Path | None,
                 confidence: Path | None, reference: str | None, batch_size: int,
                 bands: tuple[int, ...] | None, seed: int, device: str, allow_no_crs: bool,
                 overwrite: bool, quiet: bool, shard: str | None, shards: int | None,
@@ -142,7 +145,8 @@ def map_command(scenes: tuple[str, ...], labels: Path | None, label_column: str 
         embeddings=embeddings, features=features, classifier=classifier, stride=stride,
         resolution=resolution, tile_size=tile_size, bands=bands,
         n_random_features=n_random_features, pca_tiles=pca_tiles, folds=folds,
-        block_size=block_size, batch_size=batch_size, probabilities=probabilities,
+        block_size=block_size, cv_groups=cv_groups, batch_size=batch_size,
+        probabilities=probabilities,
         confidence=confidence, reference=reference, seed=seed, device=device,
         allow_no_crs=allow_no_crs, overwrite=overwrite, quiet=quiet)
     for result in run_maps(inputs, out, config, shard=chosen,

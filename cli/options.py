@@ -133,6 +133,19 @@ def label_options(func: F) -> F:
     return func
 
 
+def cv_groups_option(func: F) -> F:
+    """``--cv-groups``: how the spatial CV of ``evaluate`` and ``map`` groups the labels
+    (:func:`geoembed.evaluation.folds.cv_groups`); the command gets ``cv_groups``."""
+    from geoembed.evaluation.config import CV_GROUPS  # light: stdlib and errors only
+
+    return click.option(
+        "--cv-groups", type=click.Choice(CV_GROUPS), default="auto", show_default=True,
+        help="Spatial CV groups: blocks (--block-size squares); polygons (also keeps every "
+             "pixel of one label feature in one fold: blocks joined by the polygons that "
+             "span them; needs --labels); auto: polygons for polygon labels, else "
+             "blocks.")(func)
+
+
 def shard_options(func: F) -> F:
     """``--shard I/N`` and ``--shards N`` (the AWS Batch array size), for the many-input
     commands; :func:`resolve_cli_shard` turns them (or the environment) into a shard."""

@@ -19,6 +19,9 @@ from geoembed.evaluation.sources import Source, resolve_sources
 CLASSIFIERS = ("logreg", "rf", "hgb")
 BOTH_CLASSIFIERS = ("logreg", "rf")  # what classifier="both" means
 CV_SCHEMES = ("spatial", "random")
+#: how spatial folds group labels: square blocks; blocks merged with the input features
+#: (polygons), so a polygon's pixels share a fold; ``auto``: polygons for vector polygons
+CV_GROUPS = ("blocks", "polygons", "auto")
 FEATURE_SETS = ("embedding", "bands", "tile-stats", "random-encoder", "pca", "embedding+bands",
                 "random-features")
 OPT_IN_FEATURES = ("random-features",)  # computed only when asked for by name
@@ -66,6 +69,13 @@ def check_sizes(value: str | Sequence[int | str] | None) -> tuple[int | str, ...
     return tuple(dict.fromkeys(check_size(v) for v in items))
 
 
+def check_cv_groups(value: str) -> str:
+    """``value`` if it is one of :data:`CV_GROUPS`, else an InputError."""
+    if value not in CV_GROUPS:
+        raise InputError(f"unknown --cv-groups {value!r}; choose from {', '.join(CV_GROUPS)}")
+    return value
+
+
 def _at_least(value: int | None, minimum: int, option: str) -> None:
     if value is not None and value < minimum:
         raise InputError(f"{option} must be at least {minimum}")
@@ -91,6 +101,7 @@ class EvaluateConfig:
     cv: str | Sequence[str] = "spatial"
     folds: int = 5
     block_size: int | None = None
+    cv_groups: str = "auto"
     learning_curve_sizes: str | Sequence[int | str] | None = DEFAULT_SIZES
     repeats: int = 5
     tile_size: int | None = None
@@ -109,6 +120,7 @@ class EvaluateConfig:
         self.classifier = check_names(BOTH_CLASSIFIERS if self.classifier == "both"
                                       else self.classifier, CLASSIFIERS, "classifier")
         self.cv = check_names(self.cv, CV_SCHEMES, "CV scheme")
+        check_cv_groups(self.cv_groups)
         self.learning_curve_sizes = check_sizes(self.learning_curve_sizes)
         if self.features is not None:
             self.features = check_names(self.features, FEATURE_SETS, "feature set(s)",
@@ -149,6 +161,6 @@ class EvaluateConfig:
         return list(self.features)
 
 
-__all__ = ["BOTH_CLASSIFIERS", "CLASSIFIERS", "CV_SCHEMES", "DEFAULT_SIZES", "DEFAULT_TILE",
-           "FEATURE_SETS", "OPT_IN_FEATURES",
-           "EvaluateConfig", "check_names", "check_size", "check_sizes"]
+__all__ = ["BOTH_CLASSIFIERS", "CLASSIFIERS", "CV_GROUPS", "CV_SCHEMES", "DEFAULT_SIZES",
+           "DEFAULT_TILE", "FEATURE_SETS", "OPT_IN_FEATURES",
+           "EvaluateConfig", "check_cv_groups", "check_names", "check_size", "check_sizes"]

@@ -29,7 +29,7 @@ from geoembed.evaluation.features import (
     label_features,
     random_tile_sample,
 )
-from geoembed.evaluation.folds import make_folds, spatial_blocks
+from geoembed.evaluation.folds import cv_groups, make_folds, resolve_cv_groups
 from geoembed.evaluation.inputs import (
     LabelledPixels,
     OpenedSource,
@@ -118,18 +118,22 @@ def _features(scn: Scene, opened: list[OpenedSource], lab: LabelledPixels, names
     return {f: feats[f] for f, _, _ in plan}
 
 
-def _folds(lab: LabelledPixels, block: int, cfg: EvaluateConfig, notes: list[str]
-           ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Fold of every label and number of folds, per CV scheme."""
-    groups = spatial_blocks(lab.rows, lab.cols, block)
+def _folds(lab: LabelledPixels, block: int, cfg: EvaluateConfig, how: str, notes: list[str]
+           ) -> tuple[dict[str, np.ndarray], dict[str, int], dict | None]:
+    """Fold of every label and number of folds, per CV scheme, and the spatial groups
+    (``how``: ``blocks`` or ``polygons``) as the report records them (None without
+    spatial CV)."""
+    groups = cv_groups(lab.rows, lab.cols, block, how, lab.feature)
     fold_of: dict[str, np.ndarray] = {}
     n_folds: dict[str, int] = {}
     for scheme in cfg.cv:
         fold_of[scheme], n_folds[scheme], fold_notes = make_folds(
             lab.y, scheme, cfg.folds, seed=cfg.seed,
-            groups=groups if scheme == "spatial" else None)
+            groups=groups if scheme == "spatial" else None, grouping=how)
         notes.extend(fold_notes)
-    return fold_of, n_folds
+    info = {"by": how, "option": cfg.cv_groups, "n_groups": int(len(np.unique(groups)))} \
+        if "spatial" in cfg.cv else None
+    return fold_of, n_folds, info
 
 
 def _cross_validate(feats: dict[str, np.ndarray], lab: LabelledPixels,
@@ -166,6 +170,7 @@ def run_evaluation(scene: str | os.PathLike, out: str | os.PathLike,
     notes: list[str] = []
     scn, opened = open_inputs(scene, cfg)
     lab = labelled_pixels(scn, cfg, names, notes)
+    how = resolve_cv_groups(cfg.cv_groups, lab.pixels.geometry)  # before the long work
     em = next((o.model for o in opened if o.model is not None), None)
     tagged = (tile_from_tags(i.get("tags", {})) for i in lab.embedding_info.values())
     tile = em.tile if em is not None else int(
@@ -173,11 +178,12 @@ def run_evaluation(scene: str | os.PathLike, out: str | os.PathLike,
     block = int(cfg.block_size) if cfg.block_size is not None else 4 * tile
     # one set of labels and one fold assignment, whatever the number of sources
     feats = _features(scn, opened, lab, names, tile, cfg)
-    fold_of, n_folds = _folds(lab, block, cfg, notes)
+    fold_of, n_folds, groups = _folds(lab, block, cfg, how, notes)
     results, preds = _cross_validate(feats, lab, fold_of, cfg)
     report = build_report(scene, cfg, lab, feature_dims={n: int(v.shape[1])
                                                          for n, v in feats.items()},
-                          n_folds=n_folds, block=block, tile=tile, notes=notes,
+                          n_folds=n_folds, block=block, cv_groups=groups, tile=tile,
+                          notes=notes,
                           results=results, sources=[o.source for o in opened])
     write_outputs(out, report, lab, rowcol_to_xy(scn.transform, lab.rows, lab.cols), fold_of, preds,
                   overwrite=cfg.overwrite, plots=cfg.plots)
@@ -214,7 +220,9 @@ def evaluate(scene: str | os.PathLike, out: str | os.PathLike, *,
               (``logreg``, ``rf``, ``hgb`` = HistGradientBoosting, or ``both`` = logreg
               and rf),
               ``cv`` (``spatial``, ``random`` or both), ``folds`` (5), ``block_size``
-              (spatial block side in pixels, default 4 tiles), ``learning_curve_sizes``
+              (spatial block side in pixels, default 4 tiles), ``cv_groups`` (``blocks``,
+              ``polygons``: a polygon's pixels and a block's stay in one fold, or ``auto``:
+              polygons for vector polygons, else blocks), ``learning_curve_sizes``
               (ints and ``"all"``; empty or ``"none"`` for none), ``repeats`` (5).
             - ``tile_size`` (for ``tile-stats``/``pca`` without a checkpoint; default the
               embedding raster's ``tile_size`` tag, else 50), ``bands`` (1-based; default

@@ -10,6 +10,7 @@ opens the scene and every checkpoint source (each with its own band selection).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class LabelledPixels:
         source: what the labels came from (for the report).
         pixels: the labelled pixels as read (counts of input, outside and nodata labels).
         n_kept: labels inside the scene's valid area.
+        feature: the input feature (point or polygon) each label came from
+            (:attr:`~geoembed.io.labels.PixelLabels.source_index`); for a label raster, each
+            pixel its own.
         n_no_embedding: labels dropped because an embedding raster does not cover them.
         sampled: embedding raster values at the labels, per source name.
         embedding_info: per embedding raster source: ``bands``, ``tags``, ``crs`` and
@@ -62,6 +66,7 @@ class LabelledPixels:
     source: str
     pixels: PixelLabels
     n_kept: int
+    feature: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     n_no_embedding: int = 0
     sampled: dict[str, np.ndarray] = field(default_factory=dict)
     embedding_info: dict[str, dict] = field(default_factory=dict)
@@ -147,9 +152,8 @@ def load_pixel_labels(scene: Scene, cfg: EvaluateConfig) -> tuple[PixelLabels, s
                              polygon_samples=cfg.polygon_samples, seed=seed)
     if max_labels is not None and len(px) > max_labels:
         pick = np.sort(np.random.default_rng(seed).choice(len(px), max_labels, replace=False))
-        px = PixelLabels(px.rows[pick], px.cols[pick], px.labels[pick], n_input=px.n_input,
-                         n_outside=px.n_outside, n_nodata=px.n_nodata,
-                         source_index=px.source_index[pick])
+        px = dataclasses.replace(px, rows=px.rows[pick], cols=px.cols[pick],
+                                 labels=px.labels[pick], source_index=px.source_index[pick])
     return px, str(labels) if isinstance(labels, str | os.PathLike) else "labels"
 
 
@@ -217,6 +221,7 @@ def labelled_pixels(scene: Scene, cfg: EvaluateConfig, names: list[str], notes: 
     sampled, covered, info = sample_rasters(scene, rasters, rows, cols, notes)
     n_no_embedding = int((~covered).sum())
     rows, cols, values = rows[covered], cols[covered], values[covered]
+    feature = px.source_index[covered]
     codes, classes = encode_classes(values, source)
     counts, keep, remap = keep_cv_classes(codes, classes, cfg.folds, notes)
     use = remap[codes] >= 0
@@ -224,7 +229,7 @@ def labelled_pixels(scene: Scene, cfg: EvaluateConfig, names: list[str], notes: 
         rows=rows[use], cols=cols[use], y=remap[codes[use]],
         cv_classes=[classes[i] for i in keep], classes=classes, counts=counts,
         in_cv=[i in keep for i in range(len(classes))], source=source, pixels=px,
-        n_kept=len(px), n_no_embedding=n_no_embedding,
+        n_kept=len(px), feature=feature[use], n_no_embedding=n_no_embedding,
         sampled={k: v[use] for k, v in sampled.items()}, embedding_info=info)
 
 

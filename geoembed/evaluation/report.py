@@ -104,8 +104,9 @@ def best_row(results: Sequence[dict], scheme: str) -> dict:
 def build_report(scene: object, cfg: EvaluateConfig, lab: LabelledPixels, *,
                  feature_dims: dict[str, int], n_folds: dict[str, int], block: int, tile: int,
                  notes: list[str], results: list[dict],
-                 sources: Sequence[Source] = ()) -> dict:
-    """The ``report.json`` dict (key order as written)."""
+                 sources: Sequence[Source] = (), cv_groups: dict | None = None) -> dict:
+    """The ``report.json`` dict (key order as written); ``cv_groups``: how spatial folds
+    grouped the labels (``by``, the ``option`` given, ``n_groups``)."""
     px = lab.pixels
     names = [s.name for s in sources]
     best = best_row(results, cfg.cv[0])
@@ -132,6 +133,7 @@ def build_report(scene: object, cfg: EvaluateConfig, lab: LabelledPixels, *,
         "cv": list(cfg.cv),
         "folds": n_folds,
         "block_size": block,
+        "cv_groups": cv_groups,
         "tile_size": tile,
         "seed": cfg.seed,
         "feature_sets": feature_dims,

@@ -70,7 +70,10 @@ class PixelLabels:
         n_input: labels read (after polygon sampling).
         n_outside: dropped because they fall outside the scene.
         n_nodata: dropped because they fall on a nodata pixel.
-        source_index: index of the feature each kept label came from.
+        source_index: index of the feature each kept label came from (a label raster:
+            each pixel its own).
+        geometry: what the labels are: ``points``, ``polygons`` (any non-point geometry),
+            ``points+polygons``, or ``raster`` (a label raster: no features).
     """
 
     rows: np.ndarray
@@ -80,6 +83,7 @@ class PixelLabels:
     n_outside: int = 0
     n_nodata: int = 0
     source_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    geometry: str = "raster"
 
     @property
     def n_dropped(self) -> int:
@@ -146,6 +150,9 @@ def vector_pixel_labels(path_or_gdf: str | os.PathLike | Any, scene: Scene, colu
     if scene.crs is not None:
         gdf = to_crs(gdf, scene.crs, source)
     (x, y), src = _sample_geometries(gdf, polygon_samples, seed)
+    is_point = (gdf.geometry.geom_type == "Point").to_numpy()
+    geometry = "+".join(k for k, has in (("points", is_point.any()),
+                                         ("polygons", not is_point.all())) if has)
     rows, cols = xy_to_rowcol(scene.transform, x, y)
     labels = gdf[column].to_numpy()[src]
     inside = (rows >= 0) & (rows < scene.height) & (cols >= 0) & (cols < scene.width)
@@ -154,7 +161,8 @@ def vector_pixel_labels(path_or_gdf: str | os.PathLike | Any, scene: Scene, colu
     valid = pixel_validity(scene, rows, cols)
     n_nodata = int((~valid).sum())
     out = PixelLabels(rows[valid], cols[valid], labels[valid], n_input=len(x),
-                      n_outside=n_outside, n_nodata=n_nodata, source_index=src[valid])
+                      n_outside=n_outside, n_nodata=n_nodata, source_index=src[valid],
+                      geometry=geometry)
     if len(out) == 0:
         raise LabelError(f"{source}: none of the {len(x)} labels falls on a valid pixel of "
                          f"{scene.name} ({n_outside} outside, {n_nodata} on nodata); "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from geoembed.errors import InputError
+from geoembed.evaluation.config import check_cv_groups
 
 MAP_FEATURES = ("embedding", "bands", "tile-stats", "random-features", "pca", "embedding+bands")
 MAP_CLASSIFIERS = ("logreg", "rf", "hgb")
@@ -67,6 +68,7 @@ class MapConfig:
     pca_tiles: int = 1000
     folds: int = 5
     block_size: int | None = None
+    cv_groups: str = "auto"
     batch_size: int = 256
     probabilities: str | os.PathLike | None = None
     confidence: str | os.PathLike | None = None
@@ -80,6 +82,7 @@ class MapConfig:
     def __post_init__(self) -> None:
         self.embeddings = _paths(self.embeddings)
         self.features = _names(self.features)
+        check_cv_groups(self.cv_groups)
         if self.classifier not in MAP_CLASSIFIERS:
             raise InputError(f"unknown classifier {self.classifier!r}; choose from "
                              f"{', '.join(MAP_CLASSIFIERS)}")

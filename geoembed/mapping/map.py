@@ -30,7 +30,7 @@ from geoembed import __version__
 from geoembed.errors import InputError
 from geoembed.evaluation.classifiers import cross_val_predict, make_classifier
 from geoembed.evaluation.config import EvaluateConfig
-from geoembed.evaluation.folds import make_folds, spatial_blocks
+from geoembed.evaluation.folds import cv_groups, make_folds, resolve_cv_groups
 from geoembed.evaluation.inputs import keep_cv_classes, labelled_pixels
 from geoembed.evaluation.verdict import embedding_verdict, verdict_line
 from geoembed.io.classmap import qml_path
@@ -160,6 +160,7 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
          cfg: MapConfig, log: Log, notes: list[str], extra_tags: dict[str, Any]) -> MapRun:
     tile = tile_size(cfg, em)
     lab = labelled_pixels(scn, _label_config(cfg), [], notes)
+    how = resolve_cv_groups(cfg.cv_groups, lab.pixels.geometry)  # before the long work
     feats = build_features(scn, em, sources, cfg, tile)
     stride, why = choose_stride(cfg, scn.width, scn.height, scn.transform, tile)
     grid = OutputGrid(scn.width, scn.height, scn.transform, scn.crs, stride)
@@ -173,16 +174,19 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
                      "does not cover them or is nodata there) and were dropped")
     use, y, names = _keep_classes(lab.y[ok], lab.cv_classes, cfg.folds, notes)
     x, rows, cols = x[ok][use], lab.rows[ok][use], lab.cols[ok][use]
+    feature = lab.feature[ok][use]
     for n in notes:
         log(f"Warning: {n}")
 
     block = int(cfg.block_size) if cfg.block_size is not None else 4 * tile
+    groups = cv_groups(rows, cols, block, how, feature)
     fold, n_folds, fold_notes = make_folds(y, "spatial", cfg.folds, seed=cfg.seed,
-                                           groups=spatial_blocks(rows, cols, block))
+                                           groups=groups, grouping=how)
     notes.extend(fold_notes)
     with threadpool_limits(limits=1, user_api="blas"):
         pred = cross_val_predict(x, y, fold, cfg.classifier, cfg.seed)
-    cv = {"scheme": "spatial", "folds": n_folds, "block_size": block,
+    cv = {"scheme": "spatial", "folds": n_folds, "block_size": block, "groups": how,
+          "n_groups": int(len(np.unique(groups))),
           **scores(y, pred, [str(c) for c in names])}
     verdict = None
     if "embedding" in feats.names:
@@ -319,7 +323,8 @@ def map(scene: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.Pa
               ``embedding+bands``; default ``bands`` when nothing is given),
               ``tile_size``, ``bands``, ``n_random_features``, ``pca_tiles``.
             - ``classifier`` (``logreg``, ``rf``, ``hgb``), ``folds``, ``block_size``
-              (spatial CV blocks, default 4 tiles), ``seed``.
+              (spatial CV blocks, default 4 tiles), ``cv_groups`` (as in ``evaluate``:
+              ``blocks``, ``polygons`` or ``auto``), ``seed``.
             - grid: ``stride`` or ``resolution`` (CRS units, rounded to a whole stride);
               default the full grid, or ``tile // 5`` for window-based features on scenes
               over 512 x 512 pixels.

@@ -58,7 +58,8 @@ def summary_text(report: dict) -> str:
     lines = [f"map {report['map']}: {grid['width']} x {grid['height']} px at stride "
              f"{grid['stride']} ({grid['stride_reason']}); {report['labels']['used']} labels, "
              f"{len(report['classes'])} classes",
-             f"spatial CV ({report['classifier']}, {cv['folds']} folds): accuracy "
+             f"spatial CV ({report['classifier']}, {cv['folds']} folds, groups: "
+             f"{cv.get('groups', 'blocks')}): accuracy "
              f"{cv['accuracy']:.3f}, macro-F1 {cv['macro_f1']:.3f}",
              "| class | labels | CV F1 | mapped ha | % |", "|---|---:|---:|---:|---:|"]
     line = verdict_line(report.get("verdict"))
