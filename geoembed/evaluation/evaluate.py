@@ -145,8 +145,8 @@ def _cross_validate(feats: dict[str, np.ndarray], lab: LabelledPixels,
     results: list[dict] = []
     preds: dict[str, np.ndarray] = {}
     runs = [(s, n, c) for s in cfg.cv for n in feats for c in cfg.classifier]
-    # many small fits: multi-threaded BLAS only adds overhead (and contention on busy machines)
-    with threadpool_limits(limits=1, user_api="blas"):
+    # many small fits: threads (BLAS, and OpenMP in hgb) only add overhead and contention
+    with threadpool_limits(limits=1):
         for scheme, name, clf in tqdm(runs, desc="cross-validation", unit="run",
                                       disable=cfg.quiet):
             x, fold = feats[name], fold_of[scheme]

@@ -5,8 +5,8 @@ atomic_output`): ``report.json`` (with the scores of every fold in each result r
 ``per_fold`` and, with several embedding sources, their ``ranking``: see
 :mod:`~geoembed.evaluation.ranking`), ``predictions.csv`` (the out-of-fold prediction of every
 feature set x classifier x CV for each label and its fold, enough to recompute every number),
-``learning_curve.png`` and ``confusion.png`` (the best row by macro-F1 under the first CV
-scheme).
+``learning_curve.png`` (unless there is no learning curve) and ``confusion.png`` (the best
+row by macro-F1 under the first CV scheme).
 """
 
 from __future__ import annotations
@@ -173,7 +173,8 @@ def write_outputs(out: Path, report: dict, lab: LabelledPixels, xy: tuple[np.nda
         write_predictions(tmp / "predictions.csv", lab.rows, lab.cols, xy[0], xy[1], lab.y,
                           lab.cv_classes, fold_of, preds)
         if plots:
-            plot_learning_curves(tmp / "learning_curve.png", report["results"])
+            if any(r["learning_curve"] for r in report["results"]):
+                plot_learning_curves(tmp / "learning_curve.png", report["results"])
             plot_confusion(tmp / "confusion.png", best_row(report["results"], report["cv"][0]))
 
 

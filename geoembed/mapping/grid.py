@@ -90,13 +90,13 @@ def choose_stride(cfg: Any, width: int, height: int, transform: Affine, tile: in
                              f"({size:g}); give a resolution of at least {size:g}")
         why = f"--resolution {cfg.resolution:g}"
         if not math.isclose(stride * size, cfg.resolution, rel_tol=1e-6):
-            why += f" rounded to {stride * size:g} (a whole number of scene pixels)"
+            why += f" rounded to {stride * size:g}, a whole number of scene pixels"
         return stride, why
     if cfg.window_based() and width * height > FULL_GRID_MAX_PIXELS:
         return max(1, tile // 5), (f"default for window-based features on a scene over "
                                    f"{FULL_GRID_MAX_PIXELS} pixels: tile {tile} // 5; "
                                    "pass --stride 1 for the full grid")
-    return 1, "default (full grid)"
+    return 1, "default: the full grid"
 
 
 def row_areas_ha(grid: OutputGrid) -> np.ndarray | None:

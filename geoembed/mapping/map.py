@@ -32,18 +32,20 @@ from geoembed.evaluation.classifiers import cross_val_predict, make_classifier
 from geoembed.evaluation.config import EvaluateConfig
 from geoembed.evaluation.folds import cv_groups, make_folds, resolve_cv_groups
 from geoembed.evaluation.inputs import keep_cv_classes, labelled_pixels
-from geoembed.evaluation.verdict import embedding_verdict, verdict_line
+from geoembed.evaluation.verdict import embedding_verdict
 from geoembed.io.classmap import qml_path
 from geoembed.io.inputs import Shard
 from geoembed.io.outputs import check_output
 from geoembed.mapping.config import MapConfig
 from geoembed.mapping.grid import OutputGrid, choose_stride, row_areas_ha
-from geoembed.mapping.predict import predict_map
+from geoembed.mapping.predict import predict_map, predict_proba
 from geoembed.mapping.prepare import build_features, open_scene_and_model, open_sources, tile_size
 from geoembed.mapping.sources import RasterSource
 from geoembed.mapping.summary import class_table, json_value, options, summary_text, write_report
 from geoembed.metrics import scores
 
+ESTIMATE_PIXELS = 2048
+"""Output pixels computed and classified to estimate a map's time before it starts."""
 BASELINES = ("bands", "tile-stats")
 """No-training feature sets the map's embedding is compared with (cheap at the labels)."""
 
@@ -122,6 +124,21 @@ def _fit(x: np.ndarray, y: np.ndarray, cfg: MapConfig) -> Any:
         return make_classifier(cfg.classifier, cfg.seed).fit(x, y)
 
 
+def _seconds_per_pixel(feats: Any, grid: OutputGrid, model: Any) -> float:
+    """Seconds to compute and classify one output pixel, timed on up to
+    :data:`ESTIMATE_PIXELS` pixels of a middle output row block (the time estimate printed
+    before the map; labels are scattered, so their per-label time says little)."""
+    row0 = grid.height // 2
+    rows, cols = grid.centre_pixels(row0, min(grid.height, row0 + 1 + ESTIMATE_PIXELS
+                                              // max(grid.width, 1)))
+    rows, cols = rows[:ESTIMATE_PIXELS], cols[:ESTIMATE_PIXELS]
+    start = time.perf_counter()
+    x, ok = feats.compute(rows, cols)
+    if ok.any():
+        predict_proba(model, x[ok])
+    return (time.perf_counter() - start) / max(len(rows), 1)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -166,9 +183,7 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
     grid = OutputGrid(scn.width, scn.height, scn.transform, scn.crs, stride)
     row_areas = row_areas_ha(grid)  # a CRS problem is reported before the long work
 
-    start = time.perf_counter()
     x, ok = feats.compute(lab.rows, lab.cols)
-    per_label = (time.perf_counter() - start) / max(len(x), 1)
     if not ok.all():
         notes.append(f"{int((~ok).sum())} labels have no valid features (an embedding raster "
                      "does not cover them or is nodata there) and were dropped")
@@ -183,7 +198,7 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
     fold, n_folds, fold_notes = make_folds(y, "spatial", cfg.folds, seed=cfg.seed,
                                            groups=groups, grouping=how)
     notes.extend(fold_notes)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1):
         pred = cross_val_predict(x, y, fold, cfg.classifier, cfg.seed)
     cv = {"scheme": "spatial", "folds": n_folds, "block_size": block, "groups": how,
           "n_groups": int(len(np.unique(groups))),
@@ -192,13 +207,14 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
     if "embedding" in feats.names:
         verdict = _baseline_verdict(scn, cfg, tile, (rows, cols, y, fold, len(names)),
                                     feats.names, cv)
-        log(verdict_line(verdict) or "")
     model = _fit(x, y, cfg)
 
     n_out = grid.width * grid.height
-    log(f"map: {grid.width} x {grid.height} output px at stride {stride} ({why}); "
-        f"{n_out} feature windows, about {_duration(per_label * n_out)} "
-        f"({1000 * per_label:.2f} ms per pixel on the labels)")
+    per_pixel = _seconds_per_pixel(feats, grid, model)
+    what = "windows" if feats.needs_tiles else "pixels"
+    log(f"map: {grid.width} x {grid.height} output px at stride {stride} ({why}): {n_out} "
+        f"{what} to compute and classify, about {_duration(per_pixel * n_out)} "
+        f"({1000 * per_pixel:.2f} ms per output pixel, timed on a sample of the map)")
     str_names = [str(c) for c in names]
     tags = {"geoembed_version": __version__, "geoembed_product": "class_map",
             "classifier": cfg.classifier, "features": ",".join(feats.names),
@@ -227,7 +243,7 @@ def _run(scene_path: Any, scn: Any, em: Any, sources: list, paths: dict[str, Pat
         "features": feats.describe(),
         "grid": {**grid.describe(), "stride_reason": why, "scene_width": scn.width,
                  "scene_height": scn.height},
-        "timing": {"seconds_per_label": per_label, "map_seconds": res.seconds},
+        "timing": {"estimated_seconds_per_pixel": per_pixel, "map_seconds": res.seconds},
         "options": options(cfg),
         "notes": notes,
     }
@@ -253,7 +269,7 @@ def _baseline_verdict(scn: Any, cfg: MapConfig, tile: int,
         xb, ok = pf.compute(rows, cols)
         if not ok.all():
             continue
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1):
             pred = cross_val_predict(xb, y, fold, cfg.classifier, cfg.seed)
         results.append({"features": name, "classifier": cfg.classifier, "cv": "spatial",
                          **{k: v for k, v in scores(y, pred, range(n_classes)).items()
