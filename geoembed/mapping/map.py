@@ -44,7 +44,7 @@ from geoembed.mapping.sources import RasterSource
 from geoembed.mapping.summary import class_table, json_value, options, summary_text, write_report
 from geoembed.metrics import scores
 
-ESTIMATE_PIXELS = 2048
+ESTIMATE_PIXELS = 256
 """Output pixels computed and classified to estimate a map's time before it starts."""
 BASELINES = ("bands", "tile-stats")
 """No-training feature sets the map's embedding is compared with (cheap at the labels)."""
