@@ -55,8 +55,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -67,6 +65,7 @@ import numpy as np
 from bench_embed import BASE_WIDTH as EMBED_BASE_WIDTH  # bench/ is sys.path[0] as a script
 from bench_embed import BATCH, make_checkpoint, make_cog, make_scene
 from bench_tile import timed
+from machine import machine_line
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "_work" / "map"
@@ -464,21 +463,6 @@ def speed_part(args: argparse.Namespace, sizes: Sizes) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ main
-
-
-def machine_line() -> str:
-    import torch
-
-    mem = ""
-    try:
-        kb = int(next(ln for ln in open("/proc/meminfo") if ln.startswith("MemTotal")).split()[1])
-        mem = f", {kb / 2**20:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores{mem}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"cuda {'yes' if torch.cuda.is_available() else 'no'}; load average {load}")
 
 
 def main() -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TILE, Z_DIM, BASE_WIDTH = 16, 16, 8
@@ -131,19 +131,7 @@ def in_process_skip(ckpt: Path, scenes: list[str], out: Path, stride: int, reps:
     return statistics.median(done), statistics.median(empty)
 
 
-def machine_line() -> str:
-    import torch
-
-    mem = ""
-    try:
-        kb = int(next(ln for ln in open("/proc/meminfo") if ln.startswith("MemTotal")).split()[1])
-        mem = f", {kb / 2**20:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores{mem}, "
-            f"torch {torch.__version__} (1 thread per process), cuda "
-            f"{'yes' if torch.cuda.is_available() else 'no'}; load average {load}")
+THREADS = "1 thread per process"
 
 
 def main() -> None:
@@ -168,7 +156,7 @@ def main() -> None:
     listing = work / "scenes.txt"
     listing.write_text("".join(f"{p}\n" for p in scenes))
     ckpt = make_checkpoint(work / "tiny.pt", scenes[0])
-    before = machine_line()
+    before = machine_line(THREADS)
 
     one, two, scratch = work / "out1", work / "out2", work / "scratch"
     for d in (one, two, scratch):
@@ -222,7 +210,8 @@ def main() -> None:
         f"**{100 * skip_in / per_scene:.2f} %** of a scene's embed time (target < 1 %); "
         f"whole process: {skip_proc * 1000:.1f} ms "
         f"({100 * skip_proc / per_scene:.1f} %, within the start-up noise).", "",
-        machine_line() + f" at the end; {time.perf_counter() - started:.0f} s in all", "",
+        machine_line(THREADS) + f" at the end; {time.perf_counter() - started:.0f} s in all",
+        "",
     ]
     text = "\n".join(lines)
     args.results.parent.mkdir(parents=True, exist_ok=True)
