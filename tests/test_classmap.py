@@ -22,6 +22,7 @@ from geoembed.io.classmap import (
     read_class_names,
     write_class_map,
 )
+from geoembed.io.geotiff import COLORMAP_MAX_KEY
 
 CRS = "EPSG:32610"
 TRANSFORM = from_origin(500_000.0, 4_200_000.0, 10.0, 10.0)
@@ -78,7 +79,10 @@ def test_default_palette_uint16_and_names_from_class_tags(tmp_path):
     with rasterio.open(path) as ds:
         assert ds.dtypes[0] == "uint16" and ds.nodata == 65535
         np.testing.assert_array_equal(ds.read(1), codes)
-        assert ds.colormap(1)[299][:3] == many[299]
+        # uint16 colour tables need a newer rasterio than 1.3 (keys 0-255 there; the .qml
+        # carries every colour either way)
+        top = 299 if COLORMAP_MAX_KEY >= 299 else 255
+        assert ds.colormap(1)[top][:3] == many[top]
         # CLASS_<code> tags alone are enough to read the names back
     with rasterio.open(path, "r+") as ds:
         ds.update_tags(CLASS_NAMES="not json")

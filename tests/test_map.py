@@ -177,7 +177,8 @@ def test_external_raster_values_round_trip(tmp_path, int8):
     scn = open_scene(scene)
     # a raster on another grid (20 m pixels, shifted origin) with known codes
     rng = np.random.default_rng(1)
-    raw = rng.integers(-127, 128, (4, 60, 60)).astype("int8" if int8 else "int16")
+    # 5 bands: GDAL before 3.7 stores int8 as signed Byte and takes 4 Byte bands for RGBA
+    raw = rng.integers(-127, 128, (5, 60, 60)).astype("int8" if int8 else "int16")
     raw[:, 10, 11] = -128 if int8 else -999  # one nodata pixel (under scene pixel 18, 18)
     transform = from_origin(ORIGIN[0] - 35, ORIGIN[1] + 25, 20, 20)
     if int8:
@@ -185,8 +186,8 @@ def test_external_raster_values_round_trip(tmp_path, int8):
     else:
         path = write_raster(tmp_path / "s.tif", raw, transform=transform, nodata=-999)
         with rasterio.open(path, "r+") as ds:
-            ds.scales = [0.01] * 4
-            ds.offsets = [-1.0] * 4
+            ds.scales = [0.01] * 5
+            ds.offsets = [-1.0] * 5
     cfg = MapConfig(labels="x", label_column="c", embeddings=[path], quiet=True)
     feats = build_features(scn, None, open_sources(scn, cfg), cfg, 8)
     rows, cols = np.mgrid[0:SIZE:3, 0:SIZE:3]
@@ -327,9 +328,12 @@ def test_cli_map_and_exit_status_2(tmp_path):
                   "--out", tmp_path / "m.tif", "--block-size", BLOCK, "--quiet",
                   "--classifier", "hgb")
     assert res.exit_code == 0, res.output
-    assert "accuracy 1.000" in res.output and "| c1 |" in res.output
+    assert "spatial CV (hgb" in res.output and "| c1 |" in res.output
     report = json.loads((tmp_path / "m.json").read_text())
     assert report["classifier"] == "hgb" and report["options"]["features"] == ["bands"]
+    # 90 labels, classes 7 sigma apart: 1.000 with scikit-learn's newest hgb, 0.978 at the
+    # 1.3 floor (its 20-sample leaves on ~72 training labels)
+    assert report["cv"]["accuracy"] >= 0.95
     # existing output, single class, no CRS: one line, exit 2, nothing new written
     before = set(tmp_path.iterdir())
     res = cli_run(scene, "--labels", gpkg, "--label-column", "cls", "--out", tmp_path / "m.tif")

@@ -14,6 +14,11 @@ from rasterio.windows import Window
 
 from geoembed.io.outputs import check_output, replace_path, temporary_sibling
 
+# newer rasterio writes colour tables of uint16 rasters; 1.3 only takes keys 0-255 (it
+# logs and drops the others). Class maps with more classes keep every colour in their .qml.
+COLORMAP_MAX_KEY = 65535 if tuple(map(int, rasterio.__version__.split(".")[:2])) >= (1, 4) \
+    else 255
+
 
 class RasterWriter:
     """Write a georeferenced GeoTIFF window by window, atomically.
@@ -49,6 +54,9 @@ class RasterWriter:
             "dtype": dtype, "crs": crs, "transform": transform, "nodata": nodata,
             "compress": compress, "BIGTIFF": "IF_SAFER",
         }
+        if count > 1:  # data bands, not a picture: GDAL takes 3-4 Byte bands for RGB(A) (and,
+            # before 3.7, int8 for a signed Byte, so the 4th band of an int8 embedding for alpha)
+            profile["photometric"] = "minisblack"
         if tiled:
             bs = min(blocksize, 16 * max(1, min(width, height) // 16))
             profile.update(tiled=True, blockxsize=bs, blockysize=bs)
@@ -74,7 +82,8 @@ class RasterWriter:
             for i, t in enumerate(self._band_tags, start=1):
                 self._ds.update_tags(i, **{k: str(v) for k, v in t.items()})
         if self._colormap:
-            self._ds.write_colormap(1, {int(k): tuple(v) for k, v in self._colormap.items()})
+            self._ds.write_colormap(1, {int(k): tuple(v) for k, v in self._colormap.items()
+                                        if int(k) <= COLORMAP_MAX_KEY})
         return self
 
     @property

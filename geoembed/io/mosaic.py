@@ -82,7 +82,8 @@ def _reprojected(sources: Sequence[Path], crs: CRS, folder: Path) -> list[Path]:
             target = folder / path.name
             tmp = temporary_sibling(target)
             try:
-                with WarpedVRT(src, crs=crs, resampling=Resampling.nearest) as vrt:
+                with WarpedVRT(src, crs=crs, resampling=Resampling.nearest,
+                               dtype=src.dtypes[0]) as vrt:  # rasterio 1.3: float64
                     rasterio.shutil.copy(vrt, tmp, driver="GTiff", tiled=True,
                                          compress="deflate")
                 replace_path(tmp, target)
