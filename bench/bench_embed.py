@@ -73,7 +73,9 @@ def make_scene(path: Path, size: int, bands: int = 4, seed: int = 0) -> Path:
     return path
 
 
-def make_checkpoint(path: Path, scene: Path, base_width: int) -> Path:
+def make_checkpoint(path: Path, scene: Path, base_width: int, *, z_dim: int = Z_DIM,
+                    tile: int = TILE) -> Path:
+    """A random-init TileNet checkpoint (seed 0) with the band statistics of ``scene``."""
     import torch
 
     from geoembed.io.checkpoint import save_checkpoint
@@ -83,12 +85,12 @@ def make_checkpoint(path: Path, scene: Path, base_width: int) -> Path:
     if path.exists():
         return path
     torch.manual_seed(0)
-    model = build_encoder("tilenet", 4, z_dim=Z_DIM, base_width=base_width)
+    model = build_encoder("tilenet", 4, z_dim=z_dim, base_width=base_width)
     stats = band_statistics([open_scene(scene)], n_windows=16, window_size=256)
     save_checkpoint(path, {
-        "encoder": encoder_config("tilenet", 4, Z_DIM, base_width),
+        "encoder": encoder_config("tilenet", 4, z_dim, base_width),
         "state_dict": model.state_dict(), "bands": [1, 2, 3, 4],
-        "band_stats": stats.to_dict(), "tile_size": TILE, "scenes": [str(scene)],
+        "band_stats": stats.to_dict(), "tile_size": tile, "scenes": [str(scene)],
         "options": {}, "epoch": 0,
     }, kind="tile2vec")
     return path

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_embed import make_checkpoint as make_embed_checkpoint
 from machine import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,24 +63,8 @@ def make_scene(path: Path, size: int, seed: int) -> Path:
 
 
 def make_checkpoint(path: Path, scene: Path) -> Path:
-    import torch
-
-    from geoembed.io.checkpoint import save_checkpoint
-    from geoembed.io.scenes import band_statistics, open_scene
-    from geoembed.models import build_encoder, encoder_config
-
-    if path.exists():
-        return path
-    torch.manual_seed(0)
-    model = build_encoder("tilenet", 4, z_dim=Z_DIM, base_width=BASE_WIDTH)
-    stats = band_statistics([open_scene(scene)], n_windows=16, window_size=256)
-    save_checkpoint(path, {
-        "encoder": encoder_config("tilenet", 4, Z_DIM, BASE_WIDTH),
-        "state_dict": model.state_dict(), "bands": [1, 2, 3, 4],
-        "band_stats": stats.to_dict(), "tile_size": TILE, "scenes": [str(scene)],
-        "options": {}, "epoch": 0,
-    }, kind="tile2vec")
-    return path
+    """The tiny TileNet of this benchmark (bench_embed's checkpoint maker)."""
+    return make_embed_checkpoint(path, scene, BASE_WIDTH, z_dim=Z_DIM, tile=TILE)
 
 
 def embed_cmd(ckpt: Path, listing: Path, out: Path, stride: int, shard: str | None) -> list[str]:
