@@ -112,7 +112,7 @@ class PixelFeatures:
         n = len(rows)
         out = np.full((n, self.n_features), np.nan, dtype=np.float32)
         valid = np.zeros(n, dtype=bool)
-        columns = self._columns()
+        columns = self.columns()
         batcher = _WindowBatcher(self, out, columns)
         keys = (rows // CELL) * (self.scene.width // CELL + 2) + cols // CELL
         order = np.argsort(keys, kind="stable")
@@ -124,7 +124,7 @@ class PixelFeatures:
         out[~valid] = np.nan
         return out, valid
 
-    def _columns(self) -> dict[str, slice]:
+    def columns(self) -> dict[str, slice]:
         """Columns of each part: ``embedding`` (the encoder), ``source<i>`` (the rasters,
         also part of ``embedding``) and the other feature sets, in :attr:`names` order."""
         parts: list[tuple[str, int]] = []

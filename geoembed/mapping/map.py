@@ -263,14 +263,14 @@ def _baseline_verdict(scn: Any, cfg: MapConfig, tile: int,
     chosen = "+".join(used)
     results = [{"features": chosen, "classifier": cfg.classifier, "cv": "spatial",
                 "macro_f1": cv["macro_f1"], "accuracy": cv["accuracy"]}]
-    for name in BASELINES:
-        base_cfg = dataclasses.replace(cfg, checkpoint=None, embeddings=(), features=(name,))
-        pf = build_features(scn, None, [], base_cfg, tile)
-        xb, ok = pf.compute(rows, cols)
-        if not ok.all():
-            continue
+    base_cfg = dataclasses.replace(cfg, checkpoint=None, embeddings=(), features=BASELINES)
+    pf = build_features(scn, None, [], base_cfg, tile)
+    x_all, ok = pf.compute(rows, cols)  # one read of the labels' cells for both baselines
+    if not ok.all():
+        return embedding_verdict(results, [chosen], "spatial")
+    for name, columns in pf.columns().items():
         with threadpool_limits(limits=1):
-            pred = cross_val_predict(xb, y, fold, cfg.classifier, cfg.seed)
+            pred = cross_val_predict(x_all[:, columns], y, fold, cfg.classifier, cfg.seed)
         results.append({"features": name, "classifier": cfg.classifier, "cv": "spatial",
                          **{k: v for k, v in scores(y, pred, range(n_classes)).items()
                             if k in ("accuracy", "macro_f1")}})
