@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from geoembed.cli import cli
-from shapely.geometry import box
 
 from geoembed.errors import InputError, LabelError
 from geoembed.evaluation.evaluate import evaluate
@@ -27,24 +26,17 @@ from geoembed.io.labels import vector_pixel_labels
 from geoembed.io.scenes import open_scene
 from geoembed.mapping.map import map as make_map
 from tests.conftest import write_raster
-from tests.test_evaluation import BLOCK, block_center_labels, class_layout, class_scene, points
+from tests.test_evaluation import (
+    BLOCK,
+    block_center_labels,
+    class_layout,
+    class_scene,
+    points,
+)
+from tests.test_evaluation import block_polygons as polygons
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {"features": "bands", "learning_curve_sizes": "none", "quiet": True, "plots": False}
-
-
-def polygons(scene_path: Path) -> gpd.GeoDataFrame:
-    """One square polygon inside each 16 px class block (pixels 2..13 of it), 36 in all."""
-    scene = open_scene(scene_path)
-    cls = class_layout()
-    geoms, names = [], []
-    for bi in range(0, 96, BLOCK):
-        for bj in range(0, 96, BLOCK):
-            x0, y0 = scene.transform @ (bj + 2, bi + 2)
-            x1, y1 = scene.transform @ (bj + BLOCK - 2, bi + BLOCK - 2)
-            geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
-            names.append(f"c{cls[bi, bj]}")
-    return gpd.GeoDataFrame({"cls": names}, geometry=geoms, crs=scene.crs)
 
 
 def folds_by_polygon(out: Path) -> dict[tuple[int, int], set[int]]:

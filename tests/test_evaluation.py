@@ -376,20 +376,25 @@ def test_class_with_fewer_labels_than_folds_is_left_out(tmp_path):
     assert [c["in_cv"] for c in rep["classes"] if c["name"] == "rare"] == [False]
 
 
-def test_polygons_with_polygon_samples(tmp_path):
+def block_polygons(scene_path: Path) -> gpd.GeoDataFrame:
+    """One square polygon inside each 16 px class block (pixels 2..13 of it), 36 in all."""
     from shapely.geometry import box
 
-    scene_path = class_scene(tmp_path)
     scene = open_scene(scene_path)
     cls = class_layout()
-    polys, names = [], []
+    geoms, names = [], []
     for bi in range(0, 96, BLOCK):
         for bj in range(0, 96, BLOCK):
             x0, y0 = scene.transform @ (bj + 2, bi + 2)
             x1, y1 = scene.transform @ (bj + BLOCK - 2, bi + BLOCK - 2)
-            polys.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+            geoms.append(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
             names.append(f"c{cls[bi, bj]}")
-    gdf = gpd.GeoDataFrame({"cls": names}, geometry=polys, crs=scene.crs).to_crs("EPSG:3857")
+    return gpd.GeoDataFrame({"cls": names}, geometry=geoms, crs=scene.crs)
+
+
+def test_polygons_with_polygon_samples(tmp_path):
+    scene_path = class_scene(tmp_path)
+    gdf = block_polygons(scene_path).to_crs("EPSG:3857")
     res = evaluate(scene_path, tmp_path / "out", labels=gdf, label_column="cls",
                    polygon_samples=5, features="bands", block_size=BLOCK,
                    learning_curve_sizes="none", quiet=True, plots=False)
