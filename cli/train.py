@@ -20,16 +20,23 @@ from geoembed.errors import InputError
 from geoembed.trainers.tile2vec_config import (  # torch-free: the defaults without torch
     DEFAULT_L2,
     DEFAULT_MARGIN,
-    DEFAULT_N_TRIPLETS,
-    DEFAULT_NEIGHBORHOOD,
     DEFAULT_TEMPERATURE,
-    DEFAULT_TILE_SIZE,
     LOSSES,
+    NORMALIZATIONS,
+    POOLINGS,
+    PRESETS,
     TrainConfig,
 )
 
 #: The library's defaults, shown by --help (one definition: TrainConfig).
 D = TrainConfig()
+
+
+def _by_preset(key: str) -> str:
+    """``[default: cpu preset 64, paper 512]`` for --help."""
+    return "  [default: " + ", ".join(f"{name} preset {values[key]}" if i == 0 else
+                                      f"{name} {values[key]}"
+                                      for i, (name, values) in enumerate(PRESETS.items())) + "]"
 
 
 @click.command("train")
@@ -41,28 +48,48 @@ D = TrainConfig()
               help="The inputs are rasters: sample fresh triplets from them every epoch "
                    "instead of reading a triplet store.")
 @click.option("--n-triplets", type=click.IntRange(min=1), default=None,
-              help=f"Triplets per epoch with --scenes.  [default: {DEFAULT_N_TRIPLETS}]")
+              help="Triplets per epoch with --scenes." + _by_preset("n_triplets"))
 @click.option("--tile-size", type=click.IntRange(min=1), default=None,
-              help=f"Tile side in pixels with --scenes.  [default: {DEFAULT_TILE_SIZE}]")
+              help="Tile side in pixels with --scenes." + _by_preset("tile_size"))
 @click.option("--neighborhood", type=click.IntRange(min=0), default=None,
-              help="Max anchor-neighbor centre offset in pixels with --scenes.  "
-                   f"[default: {DEFAULT_NEIGHBORHOOD}]")
+              help="Max anchor-neighbor centre offset in pixels with --scenes."
+                   + _by_preset("neighborhood"))
 @click.option("--max-nodata", type=click.FloatRange(0, 1), default=None,
               help="Largest nodata fraction of a sampled tile with --scenes.  [default: 0]")
+@click.option("--distant-other-scene", type=click.FloatRange(0, 1), default=None,
+              help="Probability that a distant tile comes from another scene, with --scenes."
+                   "  [default: 0.5 with several scenes]")
 @bands_option
 @allow_no_crs_option
 @click.option("--encoder", default=D.encoder, show_default=True,
               help="tilenet (the paper's) or any segmentation-models-pytorch encoder "
                    "(resnet18, resnet34, resnet50, efficientnet-b0, ...); random weights "
                    "unless --weights (nothing is downloaded).")
-@click.option("--z-dim", type=int, default=D.z_dim, show_default=True,
+@click.option("--preset", type=click.Choice(["auto", *PRESETS]), default=D.preset,
+              show_default=True,
+              help="The values of --z-dim, --base-width, --epochs and, with --scenes, "
+                   "--n-triplets, --tile-size, --neighborhood when not given: paper (the "
+                   "Tile2Vec paper's TileNet, for a GPU) or cpu (a TileNet that trains in about "
+                   "15 minutes on 2 CPU cores); auto: paper on CUDA, else cpu. With --resume "
+                   "they come from the checkpoint.")
+@click.option("--z-dim", type=int, default=None,
               help="Embedding size; 0 (smp encoders): no projection, the pooled last-stage "
-                   "features (512 for resnet18/34, 2048 for resnet50).")
-@click.option("--base-width", type=int, default=D.base_width, show_default=True,
-              help="TileNet's first-stage width (64 is the paper's; 8-16 train fast on a CPU).")
-@click.option("--epochs", type=int, default=D.epochs, show_default=True,
+                   "features (512 for resnet18/34, 2048 for resnet50)." + _by_preset("z_dim"))
+@click.option("--base-width", type=int, default=None,
+              help="TileNet's first-stage width (64 is the paper's; 8-16 train fast on a CPU)."
+                   + _by_preset("base_width"))
+@click.option("--pooling", type=click.Choice(POOLINGS), default=D.pooling, show_default=True,
+              help="last: the last stage averaged over the tile (the paper's); stages: every "
+                   "stage averaged and concatenated (a longer embedding that keeps the first "
+                   "stages' fine, near-spectral features).")
+@click.option("--normalization", type=click.Choice(NORMALIZATIONS), default=D.normalization,
+              show_default=True,
+              help="meanstd: per-band standardisation with the scenes' statistics; "
+                   "percentile: their 2-98 %% range mapped to [-1, 1], outliers clipped.")
+@click.option("--epochs", type=int, default=None,
               help="Epochs (with --resume: train until this many); 0: write the initial "
-                   "(e.g. pretrained) encoder as the checkpoint, untrained.")
+                   "(e.g. pretrained) encoder as the checkpoint, untrained."
+                   + _by_preset("epochs"))
 @click.option("--batch-size", type=int, default=D.batch_size, show_default=True,
               help="Triplets per batch (per process under torchrun).")
 @click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam learning rate.")
@@ -80,6 +107,11 @@ D = TrainConfig()
               help="InfoNCE temperature.")
 @click.option("--no-augment", is_flag=True, default=False,
               help="No random flips and 90-degree rotations.")
+@click.option("--jitter", type=click.FloatRange(0, 1, max_open=True), default=D.jitter,
+              show_default=True,
+              help="Radiometric jitter: each tile's brightness and contrast changed at random "
+                   "by up to this fraction of the normalised scale, independently per tile "
+                   "(0: none).")
 @click.option("--workers", type=int, default=D.workers, show_default=True,
               help="DataLoader worker processes.")
 @seed_option
@@ -105,9 +137,11 @@ D = TrainConfig()
 @handle_errors
 def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplets: int | None,
                   tile_size: int | None, neighborhood: int | None, max_nodata: float | None,
-                  bands: tuple[int, ...] | None, allow_no_crs: bool, encoder: str, z_dim: int,
-                  base_width: int, epochs: int, batch_size: int, lr: float, beta1: float,
-                  loss: str, margin: float, l2: float, temperature: float, no_augment: bool,
+                  distant_other_scene: float | None, bands: tuple[int, ...] | None,
+                  allow_no_crs: bool, preset: str, encoder: str, z_dim: int | None,
+                  base_width: int | None, pooling: str, normalization: str,
+                  epochs: int | None, batch_size: int, lr: float, beta1: float, loss: str,
+                  margin: float, l2: float, temperature: float, no_augment: bool, jitter: float,
                   workers: int, seed: int, device: str, no_amp: bool, weights: str | None,
                   weights_bands: str | None, resume: bool, assets: tuple[str, ...] | None,
                   resampling: str | None, overwrite: bool, quiet: bool) -> None:
@@ -125,11 +159,12 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
                          "to sample from rasters)")
     config = TrainConfig(
         n_triplets=n_triplets, tile_size=tile_size, neighborhood=neighborhood, bands=bands,
-        allow_no_crs=allow_no_crs, max_nodata=max_nodata, encoder=encoder, z_dim=z_dim,
-        base_width=base_width, weights=weights, weights_bands=weights_bands, epochs=epochs,
-        batch_size=batch_size, lr=lr, beta1=beta1, loss=loss, margin=margin, l2=l2,
-        temperature=temperature,
-        augment=not no_augment, workers=workers, seed=seed, device=device, amp=not no_amp,
+        allow_no_crs=allow_no_crs, max_nodata=max_nodata,
+        distant_other_scene=distant_other_scene, preset=preset, encoder=encoder, z_dim=z_dim,
+        base_width=base_width, pooling=pooling, normalization=normalization, weights=weights,
+        weights_bands=weights_bands, epochs=epochs, batch_size=batch_size, lr=lr, beta1=beta1,
+        loss=loss, margin=margin, l2=l2, temperature=temperature, augment=not no_augment,
+        jitter=jitter, workers=workers, seed=seed, device=device, amp=not no_amp,
         resume=resume, overwrite=overwrite, quiet=quiet)
     if not on_the_fly and (assets or resampling):
         raise InputError("--assets and --resampling apply to STAC items given with --scenes")

@@ -1,4 +1,5 @@
-"""The one augmentation module: the 8 flips / 90-degree rotations of a square (dihedral group).
+"""The one augmentation module: the 8 flips / 90-degree rotations of a square (dihedral group),
+and radiometric jitter (:func:`radiometric_jitter`).
 
 Every trainer augments through here: the Tile2Vec datasets flip/rotate each tile of a triplet
 independently (:func:`random_dihedral_codes` + :func:`dihedral`), the weak-label datasets apply
@@ -66,3 +67,27 @@ def random_dihedral(*arrays: Array, generator: torch.Generator | None = None
     out = [dihedral(a, code) for a in arrays]
     return tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a.contiguous()
                  for a in out)
+
+
+def radiometric_jitter(tiles: np.ndarray, strength: float,
+                       valid: np.ndarray | None = None,
+                       generator: torch.Generator | None = None) -> np.ndarray:
+    """Change each normalised tile's brightness and contrast at random (a new array).
+
+    Tile ``k`` of ``(N, C, T, T)`` becomes ``x * (1 + strength * a_k) + strength * b_k``
+    with ``a_k, b_k`` uniform in [-1, 1], the same for every band of the tile (so band
+    ratios, the spectral shape, are kept), drawn independently per tile from torch's RNG.
+    A triplet's tiles then differ in brightness, so an encoder cannot tell neighbors from
+    distant tiles by brightness alone. Pixels where ``valid`` (``(N, T, T)``) is False stay
+    0 (the value normalisation gives nodata).
+    """
+    if strength < 0:
+        raise ValueError("jitter strength must be >= 0")
+    n = tiles.shape[0]
+    a, b = (torch.rand(n, generator=generator).mul_(2).sub_(1).numpy() * strength
+            for _ in range(2))
+    shape = (n,) + (1,) * (tiles.ndim - 1)
+    out = tiles * (1 + a.astype(tiles.dtype).reshape(shape)) + b.astype(tiles.dtype).reshape(shape)
+    if valid is not None:
+        out = np.where(valid[:, None], out, tiles.dtype.type(0))
+    return out

@@ -142,11 +142,17 @@ def test_help_and_defaults_match_the_library():
     assert cli_train.DEFAULT_TEMPERATURE == losses.DEFAULT_TEMPERATURE
     lib = TrainConfig()  # the defaults of train(), the CLI and the checkpoint
     cmd = {p.name: p.default for p in cli_train.train_command.params}
-    for name in ("z_dim", "base_width", "epochs", "batch_size", "lr", "beta1", "loss",
-                 "margin", "l2", "temperature", "workers", "seed", "device", "encoder"):
+    for name in ("preset", "z_dim", "base_width", "epochs", "batch_size", "lr", "beta1",
+                 "loss", "margin", "l2", "temperature", "workers", "seed", "device", "encoder",
+                 "pooling", "normalization", "jitter"):
         assert cmd[name] == getattr(lib, name), name
-    assert (lib.z_dim, lib.epochs, lib.batch_size, lib.lr, lib.beta1, lib.margin) == (
-        512, 50, 50, 1e-3, 0.5, 10.0)  # the documented defaults
+    assert (lib.preset, lib.z_dim, lib.batch_size, lib.lr, lib.beta1, lib.margin) == (
+        "auto", None, 50, 1e-3, 0.5, 10.0)  # the documented defaults
+    paper = lib.resolved("cuda")  # auto: the paper's TileNet on a GPU
+    assert (paper.preset, paper.z_dim, paper.base_width, paper.epochs) == ("paper", 512, 64, 50)
+    cpu = lib.resolved("cpu")
+    assert cpu.preset == "cpu" and (cpu.z_dim, cpu.base_width) == (64, 16)
+    assert "cpu preset 64, paper 512" in " ".join(res.output.split())
     assert list(inspect.signature(train).parameters)[:2] == ["store", "out"]
 
 

@@ -193,7 +193,7 @@ def test_epochs_0_checkpoint_embeds_like_the_pretrained_encoder(files, tmp_path)
     ckpt = load_checkpoint(run / "checkpoint.pt", kind="tile2vec")
     assert ckpt["epoch"] == 0 and ckpt["history"] == []
     assert ckpt["encoder"] == {"name": "resnet18", "in_channels": 4, "z_dim": 512,
-                               "base_width": 64, "project": False}
+                               "base_width": 16, "project": False}  # width: the cpu preset's
     assert ckpt["init_band_map"] == ["blue", "green", "red", None]
     want = build_encoder("resnet18", 4, 0, weights=files["lightning"],
                          band_names=SCENE_BANDS).eval()

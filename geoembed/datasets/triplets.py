@@ -10,6 +10,7 @@ draws the same augmentations as an uninterrupted one).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch.utils.data import Dataset
 from geoembed.io.scenes import BandStats, Scene, normalize
 from geoembed.io.store import open_store
 from geoembed.samplers.triplets import TripletSampler
-from geoembed.transforms import augment_tiles
+from geoembed.transforms import augment_tiles, radiometric_jitter
 
 
 def _common_nodata(values: Sequence[Any]) -> float | None:
@@ -41,14 +42,17 @@ def _common_nodata(values: Sequence[Any]) -> float | None:
 
 
 def _to_tensor(pixels: np.ndarray, stats: BandStats, augment: bool,
-               nodata: float | None = None) -> torch.Tensor:
-    """Normalise ``(3, C, T, T)`` pixels (nodata pixels -> 0) and augment each tile."""
+               nodata: float | None = None, jitter: float = 0.0) -> torch.Tensor:
+    """Normalise ``(3, C, T, T)`` pixels (nodata pixels -> 0), jitter each tile's brightness
+    and contrast (``jitter`` > 0) and flip / rotate each tile (``augment``)."""
     valid = None
     if nodata is not None:
         valid = (pixels != nodata).all(axis=1)  # like the sampler: valid in every band
         if valid.all():
             valid = None
     x = normalize(pixels, stats, valid)
+    if jitter > 0:  # torch's RNG, like the flips
+        x = radiometric_jitter(x, jitter, valid)
     if augment:  # codes from torch's RNG (seeded per epoch by fit); NumPy views, one copy
         x = augment_tiles(x)
     return torch.from_numpy(np.ascontiguousarray(x))
@@ -69,16 +73,21 @@ class TripletStoreDataset(Dataset):
         store: a store directory or an opened :class:`geoembed.io.store.TripletStore`.
         augment: random flips and 90-degree rotations, independently per tile.
         indices: optional subset of triplet indexes (e.g. a held-out split).
+        jitter: radiometric jitter strength (:func:`geoembed.transforms.radiometric_jitter`;
+            0: none).
+        normalization: ``meanstd`` or ``percentile`` (:meth:`BandStats.scaling`).
     """
 
     def __init__(self, store: Any, *, augment: bool = True,
-                 indices: Sequence[int] | np.ndarray | None = None) -> None:
+                 indices: Sequence[int] | np.ndarray | None = None, jitter: float = 0.0,
+                 normalization: str = "meanstd") -> None:
         if isinstance(store, (str, os.PathLike)):
             store = open_store(store)
         self.path = Path(store.path)
         self.tile_size: int = int(store.tile_size)
         self.bands: list[int] = [int(b) for b in store.bands]
-        self.band_stats: BandStats = store.band_stats
+        self.band_stats: BandStats = dataclasses.replace(store.band_stats, mode=normalization)
+        self.jitter = float(jitter)
         self.meta: dict = dict(store.meta)
         self.n_triplets: int = int(store.n_triplets)
         self.augment = augment
@@ -117,7 +126,7 @@ class TripletStoreDataset(Dataset):
         return np.asarray(self.triplets()[int(self.indices[i])])
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return _to_tensor(self.raw(i), self.band_stats, self.augment, self._nodata)
+        return _to_tensor(self.raw(i), self.band_stats, self.augment, self._nodata, self.jitter)
 
 
 class OnTheFlyTripletDataset(Dataset):
@@ -137,13 +146,14 @@ class OnTheFlyTripletDataset(Dataset):
         band_stats: normalisation statistics (e.g. :func:`geoembed.io.scenes.band_statistics`).
         seed: base seed of the draws.
         augment: random flips and 90-degree rotations, independently per tile.
+        jitter: radiometric jitter strength (0: none).
         **sampler_kwargs: passed to :class:`~geoembed.samplers.triplets.TripletSampler`
             (``max_nodata``, ``distant_other_scene_prob``, ``aoi``).
     """
 
     def __init__(self, scenes: Sequence[Scene], n_triplets: int, tile_size: int,
                  neighborhood: int, *, band_stats: BandStats, seed: int = 0,
-                 augment: bool = True, **sampler_kwargs: Any) -> None:
+                 augment: bool = True, jitter: float = 0.0, **sampler_kwargs: Any) -> None:
         if n_triplets < 1:
             raise ValueError("n_triplets must be at least 1")
         self.scenes = list(scenes)
@@ -155,6 +165,7 @@ class OnTheFlyTripletDataset(Dataset):
         self.bands = list(self.scenes[0].bands)
         self.seed = int(seed)
         self.augment = augment
+        self.jitter = float(jitter)
         self.epoch = 0
         self._nodata = _common_nodata([s.nodata for s in self.scenes])
 
@@ -178,4 +189,4 @@ class OnTheFlyTripletDataset(Dataset):
         return pixels
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return _to_tensor(self.raw(i), self.band_stats, self.augment, self._nodata)
+        return _to_tensor(self.raw(i), self.band_stats, self.augment, self._nodata, self.jitter)

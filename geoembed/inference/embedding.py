@@ -63,6 +63,7 @@ from geoembed.io.scenes import BandStats, Scene, open_scene
 from geoembed.io.sharded import as_inputs, output_targets, plan
 from geoembed.io.sharded import output_path_for as sharded_output_path
 from geoembed.models import encoder_from_checkpoint
+from geoembed.models.encoders import embedding_size
 from geoembed.samplers.grid import WindowGrid
 
 __all__ = ["EmbedConfig", "EmbeddingModel", "embed", "load_embedding_model",
@@ -115,7 +116,7 @@ def load_embedding_model(checkpoint: str | os.PathLike) -> EmbeddingModel:
     if tile < 1:
         raise CheckpointError(f"{path}: bad tile size {tile}")
     return EmbeddingModel(model=model, tile=tile, bands=bands, band_stats=stats,
-                          z_dim=int(cfg["z_dim"]), in_channels=in_channels,
+                          z_dim=embedding_size(model, int(cfg["z_dim"])), in_channels=in_channels,
                           encoder_name=str(cfg["name"]), checkpoint=path,
                           sha256=file_sha256(path))
 

@@ -52,20 +52,24 @@ class Normalizer:
 
     def __init__(self, stats: BandStats, device: torch.device) -> None:
         self.device = device
-        self.mean = torch.tensor(stats.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(stats.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        offset, scale, self.clip = stats.scaling()
+        self.mean = torch.from_numpy(offset).to(device).view(1, -1, 1, 1)
+        self.std = torch.from_numpy(scale).to(device).view(1, -1, 1, 1)
 
     def __call__(self, tiles: np.ndarray, valid: np.ndarray | None) -> torch.Tensor:
         floating = np.issubdtype(tiles.dtype, np.floating)
         if tiles.dtype.name not in _TORCH_DTYPES:
             tiles = tiles.astype(np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(tiles))
+        source = torch.from_numpy(np.ascontiguousarray(tiles))
         cuda = self.device.type == "cuda"
-        if cuda:
-            x = x.pin_memory()
-        x = x.to(self.device, non_blocking=cuda)
-        # same arithmetic as io.scenes.normalize: (x - mean) / std in float32, in place
-        x = x.to(torch.float32).sub_(self.mean).div_(self.std)
+        x = source.pin_memory() if cuda else source
+        x = x.to(self.device, non_blocking=cuda).to(torch.float32)
+        # same arithmetic as io.scenes.normalize: (x - offset) / scale in float32, in place
+        # unless x is still the caller's array (float32 on the CPU), which must not change
+        x = x.sub(self.mean) if x.data_ptr() == source.data_ptr() else x.sub_(self.mean)
+        x = x.div_(self.std)
+        if self.clip is not None:
+            x = x.clamp_(-self.clip, self.clip)
         if valid is not None:
             v = torch.from_numpy(np.ascontiguousarray(valid)).to(self.device, non_blocking=cuda)
             x.masked_fill_(~v[:, None], 0.0)

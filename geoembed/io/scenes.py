@@ -309,21 +309,53 @@ def open_scenes(paths: Iterable[str | os.PathLike], bands: Sequence[int] | None 
 
 
 
+#: How pixels are scaled for an encoder (:meth:`BandStats.scaling`).
+NORMALIZATIONS = ("meanstd", "percentile")
+
+
 @dataclass
 class BandStats:
-    """Per-band statistics of valid pixels: mean, std, 2nd and 98th percentiles."""
+    """Per-band statistics of valid pixels: mean, std, 2nd and 98th percentiles, and the
+    normalisation they are used for (``mode``, see :meth:`scaling`)."""
 
     mean: list[float]
     std: list[float]
     p2: list[float]
     p98: list[float]
+    mode: str = "meanstd"
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": self.mean, "std": self.std, "p2": self.p2, "p98": self.p98}
+    def __post_init__(self) -> None:
+        if self.mode not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.mode!r}; use one of "
+                             f"{', '.join(NORMALIZATIONS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The statistics as plain lists (``mode`` only when not the default meanstd)."""
+        d: dict[str, Any] = {"mean": self.mean, "std": self.std, "p2": self.p2,
+                             "p98": self.p98}
+        if self.mode != "meanstd":
+            d["mode"] = self.mode
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> BandStats:
-        return cls(**{k: [float(v) for v in d[k]] for k in ("mean", "std", "p2", "p98")})
+        return cls(**{k: [float(v) for v in d[k]] for k in ("mean", "std", "p2", "p98")},
+                   mode=str(d.get("mode", "meanstd")))
+
+    def scaling(self) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """``(offset, scale, clip)`` per band: the encoder's input is
+        ``(x - offset) / scale``, clipped to ``[-clip, clip]`` when ``clip`` is not None.
+
+        ``meanstd`` (default): standardised, ``(x - mean) / std``. ``percentile``: the 2-98 %
+        range mapped to [-1, 1] and values outside it clipped, so that a few bright or dark
+        outliers (clouds, glint, shadows) do not stretch the scale.
+        """
+        if self.mode == "meanstd":
+            return (np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32), None)
+        lo, hi = np.asarray(self.p2, np.float64), np.asarray(self.p98, np.float64)
+        half = (hi - lo) / 2
+        return ((lo + half).astype(np.float32),
+                np.where(half > 0, half, 1.0).astype(np.float32), 1.0)
 
 
 def band_statistics(scenes: Sequence[Scene], *, n_windows: int = 64, window_size: int = 256,
@@ -372,12 +404,14 @@ def band_statistics(scenes: Sequence[Scene], *, n_windows: int = 64, window_size
 
 def normalize(data: np.ndarray, stats: BandStats | dict, valid: np.ndarray | None = None
               ) -> np.ndarray:
-    """Standardise ``(..., C, H, W)`` with per-band mean/std; invalid pixels become 0 (the mean)."""
+    """Scale ``(..., C, H, W)`` for an encoder (:meth:`BandStats.scaling`: per-band mean/std
+    by default); invalid and non-finite pixels become 0 (the mean, or the 2-98 % midpoint)."""
     if isinstance(stats, dict):
         stats = BandStats.from_dict(stats)
-    mean = np.asarray(stats.mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(stats.std, dtype=np.float32).reshape(-1, 1, 1)
-    out = (data.astype(np.float32) - mean) / std
+    offset, scale, clip = stats.scaling()
+    out = (data.astype(np.float32) - offset.reshape(-1, 1, 1)) / scale.reshape(-1, 1, 1)
+    if clip is not None:
+        np.clip(out, -clip, clip, out=out)
     if valid is not None:
         out = np.where(valid[..., None, :, :], out, np.float32(0.0))
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

@@ -11,7 +11,7 @@ from torch import nn
 
 from geoembed.errors import CheckpointError, InputError, first_line
 from geoembed.models.pretrained import load_weights
-from geoembed.models.tilenet import TileNet
+from geoembed.models.tilenet import POOLINGS, TileNet
 
 # segmentation-models-pytorch is imported where an smp encoder is built, not at module top:
 # its import took 9.7 s after torch's on the shared 2-core dev machine (python -X importtime),
@@ -26,13 +26,19 @@ class SmpEmbedder(nn.Module):
     features themselves (``z_dim`` = the last stage's channels: 512 for resnet18/34, 2048
     for resnet50), which suits a pretrained encoder used without training.
 
+    With ``pooling="stages"`` every stage's feature map (not the input) is averaged and the
+    results concatenated before the projection.
+
     Tiles whose sides are not multiples of the encoder's output stride are fine: the
     encoder's convolutions pad, and the pooling averages whatever map comes out.
     """
 
     def __init__(self, name: str, in_channels: int, z_dim: int = 512, depth: int = 5,
-                 project: bool = True) -> None:
+                 project: bool = True, pooling: str = "last") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise InputError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
+        self.pooling = pooling
         import segmentation_models_pytorch as smp  # lazy: see the note above SmpEmbedder
 
         try:
@@ -41,7 +47,8 @@ class SmpEmbedder(nn.Module):
         except KeyError:
             raise InputError(f"unknown encoder {name!r}; see `geoembed train --help`") from None
         self.pool = nn.AdaptiveAvgPool2d(1)
-        features = int(self.encoder.out_channels[-1])
+        channels = [int(c) for c in self.encoder.out_channels]
+        features = channels[-1] if pooling == "last" else sum(channels[1:])
         if project and z_dim:
             self.project: nn.Module = nn.Linear(features, z_dim)
             self.z_dim = int(z_dim)
@@ -51,10 +58,13 @@ class SmpEmbedder(nn.Module):
                                  f"values, not z_dim {z_dim}")
             self.project = nn.Identity()
             self.z_dim = features
+        self.out_dim = self.z_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(x)[-1]
-        return self.project(self.pool(features).flatten(1))
+        maps = self.encoder(x)
+        if self.pooling == "last":
+            return self.project(self.pool(maps[-1]).flatten(1))
+        return self.project(torch.cat([self.pool(m).flatten(1) for m in maps[1:]], dim=1))
 
 
 def list_encoders() -> list[str]:
@@ -67,7 +77,8 @@ def list_encoders() -> list[str]:
 def build_encoder(name: str, in_channels: int, z_dim: int = 512, *, base_width: int = 64,
                   weights: str | os.PathLike | None = None,
                   band_names: Sequence[str | None] | None = None,
-                  weights_bands: str | Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
+                  weights_bands: str | Sequence[str] | None = None, pooling: str = "last",
+                  **kwargs: Any) -> nn.Module:
     """Build an embedding encoder.
 
     Args:
@@ -84,6 +95,8 @@ def build_encoder(name: str, in_channels: int, z_dim: int = 512, *, base_width: 
             (:func:`geoembed.models.pretrained.load_weights`).
         band_names: the input bands' names (descriptions), to match the weights' bands.
         weights_bands: the weights' input band names (``rgb``, ``s2`` or a list).
+        pooling: ``"last"`` (the last stage averaged over space) or ``"stages"`` (every
+            stage averaged and concatenated; see :class:`~geoembed.models.tilenet.TileNet`).
         **kwargs: :class:`SmpEmbedder` options (``depth``, ``project``).
     """
     if in_channels < 1:
@@ -91,10 +104,13 @@ def build_encoder(name: str, in_channels: int, z_dim: int = 512, *, base_width: 
     if z_dim < 0 or (z_dim == 0 and name == "tilenet"):
         raise InputError(f"z_dim {z_dim} is out of range (0, no projection, is for smp "
                          "encoders only)")
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
     if name == "tilenet":
-        model: nn.Module = TileNet(in_channels, z_dim=z_dim, base_width=base_width)
+        model: nn.Module = TileNet(in_channels, z_dim=z_dim, base_width=base_width,
+                                   pooling=pooling)
     else:
-        model = SmpEmbedder(name, in_channels, z_dim=z_dim, **kwargs)
+        model = SmpEmbedder(name, in_channels, z_dim=z_dim, pooling=pooling, **kwargs)
     if weights is not None:
         band_map = load_weights(model, weights, band_names, weights_bands)
         if band_map is not None:  # for messages: the pretrained band of each input band
@@ -103,19 +119,25 @@ def build_encoder(name: str, in_channels: int, z_dim: int = 512, *, base_width: 
 
 
 def embedding_size(model: nn.Module, z_dim: int) -> int:
-    """The size of ``model``'s embeddings (``z_dim``, or the pooled features' for 0)."""
-    return int(getattr(model, "z_dim", z_dim) or z_dim)
+    """The size of ``model``'s embeddings: its ``out_dim`` (all stages' widths with
+    ``pooling="stages"``), else ``z_dim`` (or the pooled features' for 0)."""
+    return int(getattr(model, "out_dim", 0) or getattr(model, "z_dim", z_dim) or z_dim)
 
 
 def encoder_config(name: str, in_channels: int, z_dim: int, base_width: int = 64, *,
-                   project: bool = True) -> dict:
+                   project: bool = True, pooling: str = "last") -> dict:
     """The plain-dict architecture config stored in checkpoints (see :func:`build_encoder`).
 
-    ``project=False`` (an smp encoder without projection) is stored as ``"project": False``.
+    ``z_dim`` is the architecture's (the last stage's width, or the projection's size), not
+    the embedding size (see :func:`embedding_size`). ``project=False`` (an smp encoder
+    without projection) is stored as ``"project": False``, ``pooling`` only when not
+    ``"last"`` (checkpoints of older versions rebuild unchanged).
     """
     cfg = {"name": name, "in_channels": in_channels, "z_dim": z_dim, "base_width": base_width}
     if not project:
         cfg["project"] = False
+    if pooling != "last":
+        cfg["pooling"] = pooling
     return cfg
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: How an encoder turns feature maps into the embedding (see :class:`TileNet`).
+POOLINGS = ("last", "stages")
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with BatchNorm and a (projected when needed) shortcut."""
@@ -37,11 +40,19 @@ class TileNet(nn.Module):
         in_channels: number of input bands.
         z_dim: embedding size (512 in the paper).
         base_width: width of the stem and first stage (64 in the paper; smaller for CPUs).
+        pooling: ``"last"`` (the paper's): the embedding is the last stage averaged over
+            space, ``z_dim`` values; ``"stages"``: every stage's output averaged over space
+            and concatenated (``base_width * 15 + z_dim`` values), so that the fine,
+            near-spectral features of the first stages reach the embedding too.
     """
 
-    def __init__(self, in_channels: int, z_dim: int = 512, base_width: int = 64) -> None:
+    def __init__(self, in_channels: int, z_dim: int = 512, base_width: int = 64,
+                 pooling: str = "last") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
         self.in_channels, self.z_dim, self.base_width = in_channels, z_dim, base_width
+        self.pooling = pooling
         widths = [base_width, base_width * 2, base_width * 4, base_width * 8, z_dim]
         strides = [1, 2, 2, 2, 2]
         self.stem = nn.Sequential(
@@ -55,6 +66,14 @@ class TileNet(nn.Module):
             ch = width
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.out_dim = z_dim if pooling == "last" else sum(widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.stages(self.stem(x))).flatten(1)
+        x = self.stem(x)
+        if self.pooling == "last":
+            return self.pool(self.stages(x)).flatten(1)
+        pooled = []
+        for stage in self.stages:
+            x = stage(x)
+            pooled.append(self.pool(x).flatten(1))
+        return torch.cat(pooled, dim=1)

@@ -37,16 +37,17 @@ from tqdm.auto import tqdm
 from geoembed.datasets.triplets import OnTheFlyTripletDataset, TripletStoreDataset
 from geoembed.devices import resolve_device
 from geoembed.errors import InputError, first_line
+from geoembed.io.checkpoint import load_checkpoint
 from geoembed.io.scenes import band_statistics, open_scenes
 from geoembed.losses import DEFAULT_MARGIN, Tile2VecLoss, triplet_distances
 from geoembed.models import build_encoder, encoder_config, list_encoders
-from geoembed.models.encoders import embedding_size
 from geoembed.trainers.fit import FitConfig, FitResult, StepOutput, fit, seed_everything
-from geoembed.trainers.rundir import check_run_dir, clear_run
+from geoembed.trainers.rundir import CHECKPOINT_NAME, check_run_dir, clear_run
 from geoembed.trainers.tile2vec_config import (
     DEFAULT_N_TRIPLETS,
     DEFAULT_NEIGHBORHOOD,
     DEFAULT_TILE_SIZE,
+    PRESETS,
     SCENE_ONLY,
     TrainConfig,
 )
@@ -138,23 +139,25 @@ def train(store: str | os.PathLike | None = None, out: str | os.PathLike = "run"
     cfg = dataclasses.replace(config or TrainConfig(), **options)
     cfg.validate()
     _check_encoder(cfg.encoder)
-    resolve_device(cfg.device)  # DeviceError before any work
+    device = resolve_device(cfg.device)  # DeviceError before any work
     out = Path(out)
     check_run_dir(out, cfg.resume, cfg.overwrite)
+    cfg = cfg.resolved(device.type, _saved_config(out) if cfg.resume else None)
     dataset, data_options, data_payload = _dataset(store, scenes, cfg)
     in_channels = len(data_payload["bands"])
     seed_everything(cfg.seed)
     model = build_encoder(cfg.encoder, in_channels, cfg.z_dim, base_width=cfg.base_width,
-                          weights=cfg.weights, band_names=data_payload["band_names"],
-                          weights_bands=cfg.weights_bands)
+                          pooling=cfg.pooling, weights=cfg.weights,
+                          band_names=data_payload["band_names"], weights_bands=cfg.weights_bands)
     _report_band_map(model, data_payload["band_names"], cfg)
     _check_tile_fits(model, cfg.encoder, in_channels, int(data_payload["tile_size"]))
     objective = Tile2VecLoss(cfg.loss, margin=float(cfg.margin), l2=float(cfg.l2),
                              temperature=float(cfg.temperature))
     payload = {
         **data_payload,
-        "encoder": encoder_config(cfg.encoder, in_channels, embedding_size(model, cfg.z_dim),
-                                  int(cfg.base_width), project=cfg.z_dim != 0),
+        "encoder": encoder_config(cfg.encoder, in_channels, int(model.z_dim),
+                                  int(cfg.base_width), project=cfg.z_dim != 0,
+                                  pooling=cfg.pooling),
         "loss": objective.to_dict(),
         "init_weights": str(cfg.weights) if cfg.weights is not None else None,
         "init_weights_bands": cfg.weights_bands,
@@ -165,6 +168,15 @@ def train(store: str | os.PathLike | None = None, out: str | os.PathLike = "run"
         clear_run(out)
     return fit(model, dataset, TripletStep(objective), out_dir=out, kind=KIND, payload=payload,
                options=cfg.checkpoint_options(data_options), config=_fit_config(cfg))
+
+
+def _saved_config(out: Path) -> TrainConfig | None:
+    """The options of the run to resume in ``out`` (None when there is no checkpoint yet:
+    ``fit`` says so)."""
+    path = out / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    return TrainConfig.from_checkpoint(load_checkpoint(path, KIND))
 
 
 def _report_band_map(model: nn.Module, band_names: Sequence[str | None],
@@ -199,7 +211,8 @@ def _dataset(store: str | os.PathLike | None, scenes: Sequence | None, cfg: Trai
     if given:
         raise InputError(f"{', '.join(given)} only apply with --scenes; the store fixes "
                          "them (make another store with `geoembed tile`)")
-    ds = TripletStoreDataset(store, augment=cfg.augment)
+    ds = TripletStoreDataset(store, augment=cfg.augment, jitter=cfg.jitter,
+                             normalization=cfg.normalization)
     path = str(Path(store).resolve())
     meta_scenes = [s["path"] if isinstance(s, dict) else str(s)
                    for s in ds.meta.get("scenes", [])]
@@ -215,16 +228,20 @@ def _dataset(store: str | os.PathLike | None, scenes: Sequence | None, cfg: Trai
 
 def _scene_dataset(scenes: Sequence, cfg: TrainConfig) -> tuple[Dataset, dict, dict]:
     """On-the-fly sampling from ``scenes``: band statistics estimated from them."""
-    n_triplets = DEFAULT_N_TRIPLETS if cfg.n_triplets is None else int(cfg.n_triplets)
-    tile_size = DEFAULT_TILE_SIZE if cfg.tile_size is None else int(cfg.tile_size)
-    neighborhood = DEFAULT_NEIGHBORHOOD if cfg.neighborhood is None else int(cfg.neighborhood)
+    preset = PRESETS[cfg.preset_name("cpu")]  # cfg is resolved: its preset is a name
+    n_triplets = int(preset["n_triplets"] if cfg.n_triplets is None else cfg.n_triplets)
+    tile_size = int(preset["tile_size"] if cfg.tile_size is None else cfg.tile_size)
+    neighborhood = int(preset["neighborhood"] if cfg.neighborhood is None
+                       else cfg.neighborhood)
     max_nodata = 0.0 if cfg.max_nodata is None else float(cfg.max_nodata)
     if n_triplets < 1 or tile_size < 1 or neighborhood < 0:
         raise InputError("--n-triplets and --tile-size must be positive, --neighborhood >= 0")
     opened = open_scenes([str(s) for s in scenes], cfg.bands, allow_no_crs=cfg.allow_no_crs)
-    stats = band_statistics(opened, seed=cfg.seed)
+    stats = dataclasses.replace(band_statistics(opened, seed=cfg.seed), mode=cfg.normalization)
     ds = OnTheFlyTripletDataset(opened, n_triplets, tile_size, neighborhood, band_stats=stats,
-                                seed=cfg.seed, augment=cfg.augment, max_nodata=max_nodata)
+                                seed=cfg.seed, augment=cfg.augment, jitter=cfg.jitter,
+                                max_nodata=max_nodata,
+                                distant_other_scene_prob=cfg.distant_other_scene)
     paths = [str(Path(s.path).resolve()) for s in opened]
     bands = list(opened[0].bands)
     options = {"scenes": paths, "n_triplets": n_triplets, "tile_size": tile_size,
