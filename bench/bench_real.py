@@ -93,8 +93,17 @@ TRAIN_KEYS = tuple(TRAIN_DEFAULTS["naip"])
 
 Override = dict[str, Any | Callable[[dict[str, Any]], Any]]
 #: Named one-change ablations of a dataset's default config: a value, or a function of the
-#: default config. ``budget`` multiplies the CPU-time budget.
+#: default config. ``budget`` multiplies the CPU-time budget; ``eval: "bn-recal"`` changes
+#: no training: the default encoder's BatchNorm statistics are re-estimated on unlabelled
+#: tiles of the dataset's scenes before its features are computed.
 ABLATIONS: dict[str, Override] = {
+    "stages": {"pooling": "stages"},  # every stage's average, concatenated
+    "percentile": {"normalization": "percentile"},  # 2-98 % -> [-1, 1], clipped
+    "jitter": {"jitter": 0.2},  # radiometric jitter per tile
+    "bn-recal": {"eval": "bn-recal"},
+    "distant-same": {"distant_other_scene": 0.0},  # several scenes only: never another one
+    "budget4x": {"budget": 4.0},
+    "stages-jitter": {"pooling": "stages", "jitter": 0.2},
     "tile16": {"tile_size": 16},
     "tile32": {"tile_size": 32},
     "tile50": {"tile_size": 50},
@@ -261,18 +270,21 @@ def load_beaufort(args: argparse.Namespace) -> Dataset | None:
 # ----------------------------------------------------------------------------- training
 
 def train_config(dataset: str, args: argparse.Namespace, override: Override | None = None
-                 ) -> tuple[dict[str, Any], float]:
-    """The training config of ``dataset`` (defaults < options < ablation) and its budget (s)."""
+                 ) -> tuple[dict[str, Any], float, str | None]:
+    """The training config of ``dataset`` (defaults < options < ablation), its budget (s)
+    and the ablation's evaluation mode (``eval``: None or ``"bn-recal"``)."""
     cfg = dict(TRAIN_DEFAULTS[dataset])
     cfg.update({k: getattr(args, k) for k in TRAIN_KEYS if getattr(args, k) is not None})
-    budget = args.train_minutes * 60.0
+    budget, mode = args.train_minutes * 60.0, None
     for key, value in (override or {}).items():
         value = value(cfg) if callable(value) else value
         if key == "budget":
             budget *= float(value)
+        elif key == "eval":
+            mode = str(value)
         else:
             cfg[key] = value
-    return cfg, budget
+    return cfg, budget, mode
 
 
 @dataclass
@@ -285,16 +297,17 @@ class TrainedRun:
     cached: bool
 
 
-def train_budgeted(ds: Dataset, cfg: dict[str, Any], budget_s: float, args: argparse.Namespace
-                   ) -> TrainedRun:
-    """Train (or reuse) ``cfg`` on the dataset's scenes, epoch by epoch within ``budget_s``
-    of process CPU time (``--budget-clock wall``: wall time), stopping when the next epoch
-    would not fit (at least one epoch; at most ``cfg["epochs"]``)."""
+def train_budgeted(ds: Dataset, cfg: dict[str, Any], budget_s: float, args: argparse.Namespace,
+                   seed: int) -> TrainedRun:
+    """Train (or reuse) ``cfg`` with training seed ``seed`` on the dataset's scenes, epoch by
+    epoch within ``budget_s`` of process CPU time (``--budget-clock wall``: wall time),
+    stopping when the next epoch would not fit (at least one epoch; at most
+    ``cfg["epochs"]``)."""
     from geoembed import train
 
     key = {"dataset": ds.name, "scenes": [str(s) for s in ds.scenes], **cfg,
            "budget_s": budget_s, "clock": args.budget_clock, "threads": args.threads,
-           "seed": args.seed}
+           "seed": seed}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     out = WORK / ds.name / f"run-{digest}"
     meta = out / "bench_meta.json"
@@ -304,13 +317,13 @@ def train_budgeted(ds: Dataset, cfg: dict[str, Any], budget_s: float, args: argp
         return TrainedRun(out / "checkpoint.pt", m["epochs"], m["cpu_s"], m["wall_s"],
                           m["last"], cached=True)
     opts = {k: v for k, v in cfg.items() if k != "epochs"}
-    log(f"{ds.name}: training {opts} for up to {cfg['epochs']} epochs / {budget_s:.0f} "
-        f"{args.budget_clock} s")
+    log(f"{ds.name}: training {opts}, seed {seed}, for up to {cfg['epochs']} epochs / "
+        f"{budget_s:.0f} {args.budget_clock} s")
     epochs, history = 0, []
     with Timer() as t:
         while epochs < cfg["epochs"]:
             res = train(scenes=[str(s) for s in ds.scenes], out=out, epochs=epochs + 1,
-                        resume=epochs > 0, overwrite=epochs == 0, seed=args.seed,
+                        resume=epochs > 0, overwrite=epochs == 0, seed=seed,
                         device="cpu", quiet=True, **opts)
             epochs, history = epochs + 1, res.history
             used = (time.process_time() - t.cpu0 if args.budget_clock == "cpu"
@@ -363,14 +376,24 @@ def tile_spec(scenes: list[Any], em: Any, need: set[str], args: argparse.Namespa
 
 
 def compute_features(ds: Dataset, checkpoint: Path, names: tuple[str, ...],
-                     args: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+                     args: argparse.Namespace, mode: str | None = None
+                     ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """``{feature set: (n, d)}`` for the dataset's labels (scene by scene, in label order)
-    and the CPU seconds of each (fitting PCA / filters / calibration included)."""
-    from geoembed.evaluation.features import label_features
+    and the CPU seconds of each (fitting PCA / filters / calibration included). ``mode``
+    ``"bn-recal"``: the encoder's BatchNorm statistics re-estimated first on 512 unlabelled
+    tiles pooled over the scenes."""
+    from geoembed.evaluation.encoders import calibrate_batchnorm
+    from geoembed.evaluation.features import label_features, random_tile_sample
     from geoembed.inference.embedding import load_embedding_model, open_scene_for
 
     em = load_embedding_model(checkpoint)
     scenes = [open_scene_for(em, p) for p in ds.scenes]
+    if mode == "bn-recal":
+        per = -(-512 // len(scenes))
+        sample = np.concatenate([random_tile_sample(s, em.tile, per, em.band_stats,
+                                                    seed=args.seed + 100 + k)
+                                 for k, s in enumerate(scenes)])
+        calibrate_batchnorm(em.model, sample.reshape(-1, em.in_channels, em.tile, em.tile))
     feats: dict[str, np.ndarray] = {}
     cpu: dict[str, float] = {}
     for name in [n for n in names if n != "embedding+bands"]:
@@ -510,23 +533,43 @@ def dataset_section(ds: Dataset, cfg: dict, budget: float, run: TrainedRun,
     return out
 
 
-def ablation_section(name: str, rows: list[tuple[str, str, TrainedRun, dict]]) -> list[str]:
-    out = [f"**Ablations, {name}** (one change from the default; trained encoder, same labels "
-           "and folds; macro-F1 mean over folds)", "",
-           "| ablation | change | epochs | train CPU s | emb logreg 50 | emb logreg all | "
-           "emb rf 50 | emb rf all | emb+bands logreg all | emb+bands rf all |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    def g(res: dict, clf: str, feat: str, n: int | str) -> str:
-        p = res[clf].get(feat, {}).get(n)
-        return "-" if p is None else f"{p['f1']:.3f}"
+#: The ablation table's columns: (classifier, feature set, labels per fold).
+AB_COLUMNS = (("logreg", "embedding", 50), ("logreg", "embedding", "all"),
+              ("rf", "embedding", 50), ("rf", "embedding", "all"),
+              ("logreg", "embedding+bands", 50), ("logreg", "embedding+bands", "all"),
+              ("rf", "embedding+bands", 50), ("rf", "embedding+bands", "all"))
 
-    for abl, change, run, res in rows:
-        out.append(f"| {abl} | {change} | {run.epochs} | {run.cpu_s:.0f} | "
-                   f"{g(res, 'logreg', 'embedding', 50)} | "
-                   f"{g(res, 'logreg', 'embedding', 'all')} | "
-                   f"{g(res, 'rf', 'embedding', 50)} | {g(res, 'rf', 'embedding', 'all')} | "
-                   f"{g(res, 'logreg', 'embedding+bands', 'all')} | "
-                   f"{g(res, 'rf', 'embedding+bands', 'all')} |")
+
+def ablation_section(name: str, rows: list[tuple[str, str, list[tuple[TrainedRun, dict]]]],
+                     seeds: list[int], res: dict) -> list[str]:
+    """One row per ablation: macro-F1 (mean over folds), as the mean ± std over training
+    seeds when there are several; the bands baseline's values in the last row."""
+    over = (f"mean ± std over training seeds {', '.join(map(str, seeds))}"
+            if len(seeds) > 1 else f"training seed {seeds[0]}")
+    heads = " | ".join(f"{'emb' if f == 'embedding' else 'emb+bands'} {c} {n}"
+                       for c, f, n in AB_COLUMNS)
+    out = [f"**Ablations, {name}** (one change from the default; same labels and folds; "
+           f"macro-F1 mean over folds, {over})", "",
+           f"| ablation | change | epochs | train CPU s | {heads} |",
+           "|---|---|---:|---:|" + "---:|" * len(AB_COLUMNS)]
+
+    def cell(values: list[float]) -> str:
+        if not values:
+            return "-"
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+    for abl, change, per_seed in rows:
+        cols = [cell([r[c].get(f, {})[n]["f1"] for _, r in per_seed
+                      if n in r[c].get(f, {})]) for c, f, n in AB_COLUMNS]
+        epochs = "/".join(str(run.epochs) for run, _ in per_seed)
+        cpu = np.mean([run.cpu_s for run, _ in per_seed])
+        cpu_s = f"{cpu:.0f}" if np.isfinite(cpu) else "-"
+        out.append(f"| {abl} | {change} | {epochs} | {cpu_s} | " + " | ".join(cols) + " |")
+    bands = [f"{res[c]['bands'][n]['f1']:.3f}" if f == "embedding+bands" else "-"
+             for c, f, n in AB_COLUMNS]
+    out.append("| *bands alone* | no learning | - | - | " + " | ".join(bands) + " |")
     return out + [""]
 
 
@@ -536,26 +579,91 @@ def describe(override: Override, base: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- main
 
+def _train_worker(job: tuple[Dataset, dict[str, Any], float, argparse.Namespace, int]) -> None:
+    import torch
+
+    ds, cfg, budget, args, seed = job
+    torch.set_num_threads(args.threads)
+    train_budgeted(ds, cfg, budget, args, seed)
+
+
+def train_all(ds: Dataset, args: argparse.Namespace, names: list[str], seeds: list[int]
+              ) -> None:
+    """Train every (config, seed) the run needs, ``--jobs`` at a time (cached ones are
+    reused), so that the evaluation after it finds them all in the cache."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs, seen = [], set()
+    for abl in ["default", *names]:
+        cfg, budget, _ = train_config(ds.name, args, ABLATIONS.get(abl, {}))
+        for seed in seeds:
+            key = json.dumps([cfg, budget, seed], sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                jobs.append((ds, cfg, budget, args, seed))
+    if args.jobs <= 1:
+        return
+    jobs.sort(key=lambda job: -job[2])  # the longest first: the pool ends together
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
+        list(ex.map(_train_worker, jobs))
+    args.retrain = False  # retrained just now
+
+
 def run_dataset(ds: Dataset, args: argparse.Namespace, sizes: tuple[int | str, ...]
                 ) -> list[str]:
-    cfg, budget = train_config(ds.name, args)
-    run = train_budgeted(ds, cfg, budget, args)
+    seeds = args.train_seeds or [args.seed]
+    names = (list(ABLATIONS) if "all" in args.ablation else args.ablation) if args.ablation else []
+    train_all(ds, args, names, seeds)
+    cfg, budget, _ = train_config(ds.name, args)
+    run = train_budgeted(ds, cfg, budget, args, seeds[0])
     feats, fcpu = compute_features(ds, run.checkpoint, FEATURES, args)
     res, ccpu = run_classifiers(feats, ds, sizes, args)
     out = dataset_section(ds, cfg, budget, run, feats, fcpu, res, ccpu, sizes,
                           args.budget_clock)
-    if args.ablation:
-        rows = [("default", "-", run, res)]
-        names = list(ABLATIONS) if "all" in args.ablation else args.ablation
-        for abl in names:
-            acfg, abudget = train_config(ds.name, args, ABLATIONS[abl])
-            arun = train_budgeted(ds, acfg, abudget, args)
-            af, _ = compute_features(ds, arun.checkpoint, ("embedding",), args)
+    if not args.ablation and not args.checkpoint:
+        return out
+    ab_sizes = tuple(s for s in sizes if s in (50, "all"))
+    rows = []
+    for abl in ["default", *names]:
+        override = ABLATIONS.get(abl, {})
+        acfg, abudget, mode = train_config(ds.name, args, override)
+        per_seed = []
+        for seed in seeds:
+            arun = (run if abl == "default" and seed == seeds[0]
+                    else train_budgeted(ds, acfg, abudget, args, seed))
+            if abl == "default" and seed == seeds[0]:
+                per_seed.append((arun, {clf: {f: {n: res[clf][f][n] for n in ab_sizes}
+                                              for f in LEARNED} for clf in CLASSIFIERS}))
+                continue
+            af, _ = compute_features(ds, arun.checkpoint, ("embedding",), args, mode)
             af["embedding+bands"] = np.concatenate([af["embedding"], feats["bands"]], axis=1)
-            ares, _ = run_classifiers(af, ds, tuple(s for s in sizes if s in (50, "all")), args)
-            rows.append((abl, describe(ABLATIONS[abl], cfg), arun, ares))
-        out += ablation_section(ds.name, rows)
-    return out
+            ares, _ = run_classifiers(af, ds, ab_sizes, args)
+            per_seed.append((arun, ares))
+        rows.append((abl, describe(override, cfg) if override else "-", per_seed))
+    for spec in args.checkpoint or []:
+        rows.append(checkpoint_row(ds, spec, feats, ab_sizes, args))
+    return out + ablation_section(ds.name, rows, seeds, res)
+
+
+def checkpoint_row(ds: Dataset, spec: str, feats: dict[str, np.ndarray],
+                   sizes: tuple[int | str, ...], args: argparse.Namespace
+                   ) -> tuple[str, str, list[tuple[TrainedRun, dict]]]:
+    """An ablation row for an encoder trained elsewhere (``--checkpoint NAME=PATH``, e.g.
+    ``geoembed train`` timed as a user runs it): its embedding on the same labels / folds."""
+    from geoembed.io.checkpoint import load_checkpoint
+
+    name, _, path = spec.partition("=")
+    ckpt = load_checkpoint(Path(path), "tile2vec")
+    run = TrainedRun(Path(path), int(ckpt["epoch"]), float("nan"), float("nan"), {}, True)
+    af, _ = compute_features(ds, run.checkpoint, ("embedding",), args)
+    af["embedding+bands"] = np.concatenate([af["embedding"], feats["bands"]], axis=1)
+    ares, _ = run_classifiers(af, ds, sizes, args)
+    opts = ckpt.get("options", {})
+    change = ", ".join(f"{k} {opts[k]}" for k in ("tile_size", "neighborhood", "z_dim",
+                                                    "base_width", "n_triplets", "pooling",
+                                                    "jitter", "normalization") if k in opts)
+    return name, f"checkpoint: {change}", [(run, ares)]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -591,9 +699,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="unlabelled tiles for PCA / filters / BatchNorm (default 1000)")
     p.add_argument("--n-random-features", type=int, default=None,
                    help="MOSAIKS features (default 1024; quick 256)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the labels' subsets, folds and baselines (and of training "
+                   "without --train-seeds)")
+    p.add_argument("--train-seeds", type=lambda v: [int(x) for x in v.split(",")],
+                   default=None, metavar="S,S,...",
+                   help="train every ablation (and the default) once per seed; the ablation "
+                   "table shows mean ± std over them (default: --seed only)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is fastest on the shared 2-core machine)")
+    p.add_argument("--checkpoint", action="append", metavar="NAME=PATH",
+                   help="add an ablation row for a checkpoint trained elsewhere (repeatable)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="training runs at a time (processes of --threads threads each)")
     p.add_argument("--retrain", action="store_true", help="ignore cached training runs")
     p.add_argument("--out", type=Path, help="also write the markdown here (atomically)")
     args = p.parse_args(argv)

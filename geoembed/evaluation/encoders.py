@@ -28,17 +28,27 @@ def random_encoder(encoder_cfg: dict, seed: int = 0, calibration: np.ndarray | N
         torch.manual_seed(seed)
         model = build_encoder(cfg.pop("name"), cfg.pop("in_channels"), cfg.pop("z_dim"),
                               base_width=cfg.pop("base_width", 64), **cfg)
-    if calibration is not None and len(calibration) > 1:
-        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-        model.train()
-        with torch.no_grad():
-            for start in range(0, len(calibration), batch_size):
-                chunk = calibration[start:start + batch_size]
-                if len(chunk) > 1:
-                    model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
+    if calibration is not None:
+        calibrate_batchnorm(model, calibration, batch_size)
+    return model.eval()
+
+
+def calibrate_batchnorm(model: nn.Module, tiles: np.ndarray, batch_size: int = 64) -> nn.Module:
+    """Re-estimate ``model``'s BatchNorm running statistics on ``tiles`` ``(n, C, t, t)``
+    (normalised; cumulative average over batches of ``batch_size``); no weight changes.
+    Returns the model in eval mode. Fewer than 2 tiles leave it unchanged."""
+    if len(tiles) < 2:
+        return model.eval()
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(tiles), batch_size):
+            chunk = tiles[start:start + batch_size]
+            if len(chunk) > 1:
+                model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
     return model.eval()
 
 
