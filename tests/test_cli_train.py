@@ -60,6 +60,16 @@ def test_train_writes_a_run_and_prints_a_summary(store, tmp_path):
     assert len(read_metrics(out / "metrics.csv")) == 1
 
 
+def test_the_preset_says_what_it_filled(store, tmp_path):
+    res = _run("train", store, "--out", tmp_path / "run", "--epochs", "1", "--base-width", "4",
+               "--batch-size", "16", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "preset cpu: --z-dim 64" in res.output  # on the CPU; --base-width and --epochs given
+    assert "--base-width 16" not in res.output and "--tile-size" not in res.output  # a store
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt", "tile2vec")
+    assert (ckpt["encoder"]["z_dim"], ckpt["encoder"]["base_width"]) == (64, 4)
+
+
 def test_resume_with_other_options_exits_2(store, tmp_path):
     out = tmp_path / "run"
     assert _run("train", store, "--out", out, "--epochs", "1", *TINY).exit_code == 0

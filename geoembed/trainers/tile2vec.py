@@ -47,6 +47,7 @@ from geoembed.trainers.tile2vec_config import (
     DEFAULT_N_TRIPLETS,
     DEFAULT_NEIGHBORHOOD,
     DEFAULT_TILE_SIZE,
+    PRESET_MODEL_FIELDS,
     PRESETS,
     SCENE_ONLY,
     TrainConfig,
@@ -142,7 +143,9 @@ def train(store: str | os.PathLike | None = None, out: str | os.PathLike = "run"
     device = resolve_device(cfg.device)  # DeviceError before any work
     out = Path(out)
     check_run_dir(out, cfg.resume, cfg.overwrite)
+    given = cfg
     cfg = cfg.resolved(device.type, _saved_config(out) if cfg.resume else None)
+    _report_preset(given, cfg, store is None)
     dataset, data_options, data_payload = _dataset(store, scenes, cfg)
     in_channels = len(data_payload["bands"])
     seed_everything(cfg.seed)
@@ -168,6 +171,18 @@ def train(store: str | os.PathLike | None = None, out: str | os.PathLike = "run"
         clear_run(out)
     return fit(model, dataset, TripletStep(objective), out_dir=out, kind=KIND, payload=payload,
                options=cfg.checkpoint_options(data_options), config=_fit_config(cfg))
+
+
+def _report_preset(given: TrainConfig, cfg: TrainConfig, on_the_fly: bool) -> None:
+    """Say which options the preset filled (not when resuming: they are the checkpoint's)."""
+    if cfg.quiet or cfg.resume or int(os.environ.get("RANK", "0")) != 0:
+        return
+    preset = PRESETS[cfg.preset]
+    keys = [k for k in preset if getattr(given, k) is None
+            and (on_the_fly or k in PRESET_MODEL_FIELDS)]
+    if keys:
+        tqdm.write(f"preset {cfg.preset}: "
+                   + ", ".join(f"--{k.replace('_', '-')} {preset[k]}" for k in keys))
 
 
 def _saved_config(out: Path) -> TrainConfig | None:
