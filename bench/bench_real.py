@@ -93,14 +93,17 @@ TRAIN_KEYS = tuple(TRAIN_DEFAULTS["naip"])
 
 Override = dict[str, Any | Callable[[dict[str, Any]], Any]]
 #: Named one-change ablations of a dataset's default config: a value, or a function of the
-#: default config. ``budget`` multiplies the CPU-time budget; ``eval: "bn-recal"`` changes
-#: no training: the default encoder's BatchNorm statistics are re-estimated on unlabelled
-#: tiles of the dataset's scenes before its features are computed.
+#: default config. ``budget`` multiplies the CPU-time budget; ``eval`` changes no training:
+#: ``"bn-recal"`` re-estimates the default encoder's BatchNorm statistics on unlabelled
+#: tiles of the dataset's scenes before its features are computed, ``"center"`` takes its
+#: stages' centre cells as the features.
 ABLATIONS: dict[str, Override] = {
     "stages": {"pooling": "stages"},  # every stage's average, concatenated
     "percentile": {"normalization": "percentile"},  # 2-98 % -> [-1, 1], clipped
     "jitter": {"jitter": 0.2},  # radiometric jitter per tile
     "bn-recal": {"eval": "bn-recal"},
+    "center-eval": {"eval": "center"},  # the default encoder, each stage's centre cell
+    "center": {"pooling": "center"},  # trained with it
     "distant-same": {"distant_other_scene": 0.0},  # several scenes only: never another one
     "budget4x": {"budget": 4.0},
     "stages-jitter": {"pooling": "stages", "jitter": 0.2},
@@ -381,7 +384,8 @@ def compute_features(ds: Dataset, checkpoint: Path, names: tuple[str, ...],
     """``{feature set: (n, d)}`` for the dataset's labels (scene by scene, in label order)
     and the CPU seconds of each (fitting PCA / filters / calibration included). ``mode``
     ``"bn-recal"``: the encoder's BatchNorm statistics re-estimated first on 512 unlabelled
-    tiles pooled over the scenes."""
+    tiles pooled over the scenes; ``"center"``: the encoder's stages taken at their centre
+    cells (``pooling="center"``) instead of its own pooling."""
     from geoembed.evaluation.encoders import calibrate_batchnorm
     from geoembed.evaluation.features import label_features, random_tile_sample
     from geoembed.inference.embedding import load_embedding_model, open_scene_for
@@ -394,6 +398,8 @@ def compute_features(ds: Dataset, checkpoint: Path, names: tuple[str, ...],
                                                     seed=args.seed + 100 + k)
                                  for k, s in enumerate(scenes)])
         calibrate_batchnorm(em.model, sample.reshape(-1, em.in_channels, em.tile, em.tile))
+    elif mode == "center":  # pooling has no weights: the same encoder, other features
+        em.model.pooling = "center"
     feats: dict[str, np.ndarray] = {}
     cpu: dict[str, float] = {}
     for name in [n for n in names if n != "embedding+bands"]:

@@ -81,7 +81,8 @@ def _by_preset(key: str) -> str:
 @click.option("--pooling", type=click.Choice(POOLINGS), default=D.pooling, show_default=True,
               help="last: the last stage averaged over the tile (the paper's); stages: every "
                    "stage averaged and concatenated (a longer embedding that keeps the first "
-                   "stages' fine, near-spectral features).")
+                   "stages' fine, near-spectral features); center: every stage's centre cell "
+                   "(the centre pixel's surroundings at every scale).")
 @click.option("--normalization", type=click.Choice(NORMALIZATIONS), default=D.normalization,
               show_default=True,
               help="meanstd: per-band standardisation with the scenes' statistics; "

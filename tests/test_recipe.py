@@ -53,6 +53,14 @@ def test_stage_pooling_concatenates_every_stage_average():
     torch.testing.assert_close(z, torch.cat(want, 1))
     torch.testing.assert_close(z[:, -12:], z_last)  # the last stage's part is the paper's
     assert not torch.allclose(z[:, :4], z[:, -4:])  # the first stage is not the last
+    stages.pooling = "center"  # the centre cell of every map (20 px: 20, 10, 5, 3, 2 cells)
+    with torch.no_grad():
+        h, want = last.stem(x), []
+        for stage in last.stages:
+            h = stage(h)
+            want.append(h[:, :, h.shape[2] // 2, h.shape[3] // 2])
+        torch.testing.assert_close(stages(x), torch.cat(want, 1))
+        assert want[0].shape[1] == 4 and not torch.allclose(want[0], h.mean(dim=(2, 3))[:, :4])
 
 
 def test_smp_stage_pooling_sizes():
@@ -62,6 +70,12 @@ def test_smp_stage_pooling_sizes():
     assert z.shape == (2, 64 + 64 + 128 + 256 + 512) and model.out_dim == z.shape[1]
     projected = build_encoder("resnet18", 3, 10, pooling="stages")
     assert projected.project.in_features == 1024 and projected.out_dim == 10
+    center = build_encoder("resnet18", 3, 0, pooling="center").eval()
+    center.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        maps = center.encoder(torch.ones(1, 3, 32, 32))[1:]
+        want = torch.cat([m[:, :, m.shape[2] // 2, m.shape[3] // 2] for m in maps], 1)
+        torch.testing.assert_close(center(torch.ones(1, 3, 32, 32)), want)
     with pytest.raises(InputError, match="unknown pooling"):
         build_encoder("tilenet", 3, 8, pooling="max")
 

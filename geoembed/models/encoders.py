@@ -11,7 +11,7 @@ from torch import nn
 
 from geoembed.errors import CheckpointError, InputError, first_line
 from geoembed.models.pretrained import load_weights
-from geoembed.models.tilenet import POOLINGS, TileNet
+from geoembed.models.tilenet import POOLINGS, TileNet, pool_maps
 
 # segmentation-models-pytorch is imported where an smp encoder is built, not at module top:
 # its import took 9.7 s after torch's on the shared 2-core dev machine (python -X importtime),
@@ -27,7 +27,7 @@ class SmpEmbedder(nn.Module):
     for resnet50), which suits a pretrained encoder used without training.
 
     With ``pooling="stages"`` every stage's feature map (not the input) is averaged and the
-    results concatenated before the projection.
+    results concatenated before the projection; ``"center"`` takes each map's centre cell.
 
     Tiles whose sides are not multiples of the encoder's output stride are fine: the
     encoder's convolutions pad, and the pooling averages whatever map comes out.
@@ -48,7 +48,7 @@ class SmpEmbedder(nn.Module):
             raise InputError(f"unknown encoder {name!r}; see `geoembed train --help`") from None
         self.pool = nn.AdaptiveAvgPool2d(1)
         channels = [int(c) for c in self.encoder.out_channels]
-        features = channels[-1] if pooling == "last" else sum(channels[1:])
+        features = channels[-1] if pooling == "last" else sum(channels[1:])  # stages, center
         if project and z_dim:
             self.project: nn.Module = nn.Linear(features, z_dim)
             self.z_dim = int(z_dim)
@@ -64,7 +64,7 @@ class SmpEmbedder(nn.Module):
         maps = self.encoder(x)
         if self.pooling == "last":
             return self.project(self.pool(maps[-1]).flatten(1))
-        return self.project(torch.cat([self.pool(m).flatten(1) for m in maps[1:]], dim=1))
+        return self.project(pool_maps(list(maps[1:]), self.pooling))
 
 
 def list_encoders() -> list[str]:

@@ -6,7 +6,16 @@ import torch
 from torch import nn
 
 #: How an encoder turns feature maps into the embedding (see :class:`TileNet`).
-POOLINGS = ("last", "stages")
+POOLINGS = ("last", "stages", "center")
+
+
+def pool_maps(maps: list[torch.Tensor], pooling: str) -> torch.Tensor:
+    """``(B, sum of channels)``: each ``(B, C, h, w)`` map averaged over space (``stages``)
+    or taken at its centre cell (``center``: the features of the tile's centre pixel and
+    its surroundings, at every scale), concatenated."""
+    if pooling == "center":
+        return torch.cat([m[:, :, m.shape[2] // 2, m.shape[3] // 2] for m in maps], dim=1)
+    return torch.cat([m.mean(dim=(2, 3)) for m in maps], dim=1)
 
 
 class BasicBlock(nn.Module):
@@ -43,7 +52,9 @@ class TileNet(nn.Module):
         pooling: ``"last"`` (the paper's): the embedding is the last stage averaged over
             space, ``z_dim`` values; ``"stages"``: every stage's output averaged over space
             and concatenated (``base_width * 15 + z_dim`` values), so that the fine,
-            near-spectral features of the first stages reach the embedding too.
+            near-spectral features of the first stages reach the embedding too;
+            ``"center"``: every stage's centre cell instead of its average (features of
+            the centre pixel's surroundings at every scale; for labels of single pixels).
     """
 
     def __init__(self, in_channels: int, z_dim: int = 512, base_width: int = 64,
@@ -72,8 +83,8 @@ class TileNet(nn.Module):
         x = self.stem(x)
         if self.pooling == "last":
             return self.pool(self.stages(x)).flatten(1)
-        pooled = []
+        maps = []
         for stage in self.stages:
             x = stage(x)
-            pooled.append(self.pool(x).flatten(1))
-        return torch.cat(pooled, dim=1)
+            maps.append(x)
+        return pool_maps(maps, self.pooling)

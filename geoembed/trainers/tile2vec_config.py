@@ -19,7 +19,7 @@ DEFAULT_TEMPERATURE = 0.1
 LOSSES = ("triplet", "infonce")
 # Same values as geoembed.models.tilenet.POOLINGS and geoembed.io.scenes.NORMALIZATIONS
 # (which import torch / rasterio; tests/test_recipe.py checks them).
-POOLINGS = ("last", "stages")
+POOLINGS = ("last", "stages", "center")
 NORMALIZATIONS = ("meanstd", "percentile")
 #: The paper's tile and neighborhood sizes and triplets per epoch (the ``paper`` preset's).
 DEFAULT_TILE_SIZE = 50
@@ -85,9 +85,9 @@ class TrainConfig:
             the pooled last-stage features (512 for resnet18/34, 2048 for resnet50).
         base_width: TileNet's first-stage width (64 in the paper; ignored by smp encoders;
             ``None``: the preset's).
-        pooling: ``last`` (the paper's: the last stage averaged over space) or ``stages``
+        pooling: ``last`` (the paper's: the last stage averaged over space), ``stages``
             (every stage averaged, concatenated: a longer embedding with the first stages'
-            fine features in it).
+            fine features in it) or ``center`` (every stage's centre cell, concatenated).
         normalization: ``meanstd`` (per-band standardisation with the scenes' statistics)
             or ``percentile`` (their 2-98 % range mapped to [-1, 1], outliers clipped).
         weights: local weights file to start from (``weights_only=True``): the whole
