@@ -67,7 +67,7 @@ def _by_preset(key: str) -> str:
                    "unless --weights (nothing is downloaded).")
 @click.option("--preset", type=click.Choice(["auto", *PRESETS]), default=D.preset,
               show_default=True,
-              help="The values of --z-dim, --base-width, --epochs and, with --scenes, "
+              help="The values of --z-dim, --base-width, --epochs, --pooling and, with --scenes, "
                    "--n-triplets, --tile-size, --neighborhood when not given: paper (the "
                    "Tile2Vec paper's TileNet, for a GPU) or cpu (a TileNet that trains in about "
                    "15 minutes on 2 CPU cores); auto: paper on CUDA, else cpu. With --resume "
@@ -78,11 +78,12 @@ def _by_preset(key: str) -> str:
 @click.option("--base-width", type=int, default=None,
               help="TileNet's first-stage width (64 is the paper's; 8-16 train fast on a CPU)."
                    + _by_preset("base_width"))
-@click.option("--pooling", type=click.Choice(POOLINGS), default=D.pooling, show_default=True,
-              help="last: the last stage averaged over the tile (the paper's); stages: every "
-                   "stage averaged and concatenated (a longer embedding that keeps the first "
-                   "stages' fine, near-spectral features); center: every stage's centre cell "
-                   "(the centre pixel's surroundings at every scale).")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+              help="What the embedding is made of: center: every stage's centre cell (the "
+                   "centre pixel's surroundings at every scale; best on real imagery with "
+                   "pixel labels, bench/results/real.md); last: the last stage averaged over "
+                   "the tile (the paper's); stages: every stage averaged, concatenated."
+                   + _by_preset("pooling"))
 @click.option("--normalization", type=click.Choice(NORMALIZATIONS), default=D.normalization,
               show_default=True,
               help="meanstd: per-band standardisation with the scenes' statistics; "
@@ -140,7 +141,7 @@ def train_command(inputs: tuple[str, ...], out: str, on_the_fly: bool, n_triplet
                   tile_size: int | None, neighborhood: int | None, max_nodata: float | None,
                   distant_other_scene: float | None, bands: tuple[int, ...] | None,
                   allow_no_crs: bool, preset: str, encoder: str, z_dim: int | None,
-                  base_width: int | None, pooling: str, normalization: str,
+                  base_width: int | None, pooling: str | None, normalization: str,
                   epochs: int | None, batch_size: int, lr: float, beta1: float, loss: str,
                   margin: float, l2: float, temperature: float, no_augment: bool, jitter: float,
                   workers: int, seed: int, device: str, no_amp: bool, weights: str | None,

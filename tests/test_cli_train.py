@@ -13,8 +13,8 @@ from geoembed.io.checkpoint import load_checkpoint
 from geoembed.trainers.fit import read_metrics
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
-TINY = ["--z-dim", "16", "--base-width", "8", "--batch-size", "16", "--device", "cpu",
-        "--quiet"]
+TINY = ["--z-dim", "16", "--base-width", "8", "--pooling", "last", "--batch-size", "16",
+        "--device", "cpu", "--quiet"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -209,7 +209,8 @@ def test_train_config_round_trips_through_the_checkpoint(store, tmp_path):
     ckpt = load_checkpoint(result.checkpoint, "tile2vec")
     back = TrainConfig.from_checkpoint(ckpt)
     assert back == TrainConfig(z_dim=16, base_width=8, batch_size=16, epochs=1, lr=0.002,
-                               beta1=0.9, margin=5.0, l2=0.02, seed=3, augment=False)
+                               beta1=0.9, margin=5.0, l2=0.02, seed=3, augment=False,
+                               pooling="center")  # the cpu preset's, filled at training
     # keyword arguments override the config's fields
     again = train(store, tmp_path / "run", config=config, epochs=2, resume=True)
     assert [int(r["epoch"]) for r in again.history] == [1, 2]

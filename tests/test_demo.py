@@ -97,7 +97,8 @@ def test_rasters_are_georeferenced(demo):
     with rasterio.open(sample_data_dir() / "scene.tif") as scene:
         scene_transform = scene.transform
     with rasterio.open(out / "embeddings.tif") as ds:
-        assert ds.crs == SCENE_CRS and ds.count == 8 and ds.dtypes[0] == "float32"
+        # pooling center: every stage's centre cell, 4 * (1 + 2 + 4 + 8) + z 8 values
+        assert ds.crs == SCENE_CRS and ds.count == 68 and ds.dtypes[0] == "float32"
         # one pixel per 32 px window at stride 32: 64 m pixels, centred on the windows
         assert ds.transform == window_grid_transform(scene_transform, 32, 32)
         assert ds.transform.a == 64.0 and (ds.width, ds.height) == (32, 32)

@@ -139,8 +139,10 @@ def test_config_validates_and_stores_only_changed_recipe_options():
         TrainConfig(normalization="minmax").validate()
     with pytest.raises(InputError, match="--jitter"):
         TrainConfig(jitter=1.5).validate()
-    plain = TrainConfig().resolved("cpu").checkpoint_options({})
+    plain = TrainConfig().resolved("cuda").checkpoint_options({})  # paper: pooling last
     assert not {"pooling", "jitter", "normalization", "distant_other_scene"} & set(plain)
+    assert TrainConfig().resolved("cpu").checkpoint_options({})["pooling"] == "center"
+    assert TrainConfig.from_checkpoint({"options": plain}).pooling == "last"  # earlier runs
     cfg = TrainConfig(pooling="stages", jitter=0.2, normalization="percentile",
                       distant_other_scene=0.0).resolved("cpu")
     opts = cfg.checkpoint_options({})
@@ -159,6 +161,8 @@ def test_presets_fill_only_unset_options_and_resume_takes_the_checkpoints():
     assert cpu.tile_size is None  # on-the-fly options: filled by the trainer, not here
     assert TrainConfig(preset="paper").resolved("cpu").z_dim == 512  # a named preset wins
     assert TrainConfig().resolved("mps").preset == "cpu"
+    assert TrainConfig().resolved("cpu").pooling == "center"
+    assert TrainConfig(encoder="resnet18").resolved("cpu").pooling == "last"  # smp encoders
     saved = TrainConfig(z_dim=24, base_width=4, epochs=3, tile_size=20, neighborhood=10,
                         n_triplets=7)
     resumed = TrainConfig(epochs=9).resolved("cpu", saved)

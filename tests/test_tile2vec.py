@@ -21,8 +21,8 @@ from geoembed.trainers.tile2vec import embed_triplets, evaluate_triplets, train
 from geoembed.transforms import augment_tiles, dihedral, random_dihedral
 
 SCENE = Path(__file__).resolve().parents[1] / "sample_data" / "scene.tif"
-TINY = {"encoder": "tilenet", "z_dim": 16, "base_width": 8, "batch_size": 16,
-        "device": "cpu", "quiet": True}
+TINY = {"encoder": "tilenet", "z_dim": 16, "base_width": 8, "pooling": "last",
+        "batch_size": 16, "device": "cpu", "quiet": True}
 RUN6 = {**TINY, "lr": 3e-3, "seed": 5}
 
 

@@ -184,11 +184,11 @@ def _tile(run: _Run) -> TripletStore:
 
 def _train(run: _Run, store: TripletStore) -> Path:
     s = run.s
-    with run.step("train", "train", f"TileNet (base width {s.base_width}, z_dim {s.z_dim}), "
-                                    f"{plural(s.epochs, 'epoch')}"):
+    with run.step("train", "train", f"TileNet (base width {s.base_width}, z_dim {s.z_dim}, "
+                                    f"pooling {s.pooling}), {plural(s.epochs, 'epoch')}"):
         fit = train(store.path, run.out / "run", z_dim=s.z_dim, base_width=s.base_width,
-                    epochs=s.epochs, batch_size=s.batch_size, seed=0, device=run.device,
-                    **run.common)
+                    pooling=s.pooling, epochs=s.epochs, batch_size=s.batch_size, seed=0,
+                    device=run.device, **run.common)
     folder = fit.checkpoint.parent
     run.outputs.update(checkpoint=fit.checkpoint, metrics_csv=folder / "metrics.csv",
                        loss_plot=folder / "loss.png")

@@ -27,6 +27,7 @@ class DemoSettings:
     neighborhood: int
     base_width: int
     z_dim: int
+    pooling: str
     epochs: int
     batch_size: int
     embed_stride: int
@@ -51,8 +52,8 @@ class DemoSettings:
 #: embedding separates the texture-only classes that per-pixel values and tile statistics
 #: cannot.
 FULL = DemoSettings(
-    n_triplets=3000, tile_size=32, neighborhood=32, base_width=8, z_dim=64, epochs=5,
-    batch_size=50, embed_stride=8, eval_classifier="logreg", eval_cv="both",
+    n_triplets=3000, tile_size=32, neighborhood=32, base_width=8, z_dim=64, pooling="center",
+    epochs=5, batch_size=50, embed_stride=8, eval_classifier="logreg", eval_cv="both",
     eval_sizes="10,20,50,100,200,all", eval_repeats=3, eval_pca_tiles=500,
     eval_max_labels=None, weak_modes=("pixel", "image"),
     weak_epochs={"pixel": 20, "image": 8}, weak_tile={"pixel": 32, "image": 50},
@@ -61,8 +62,8 @@ FULL = DemoSettings(
 )
 #: ``--quick``: tiny sizes that exercise every step in well under a minute (for tests).
 QUICK = DemoSettings(
-    n_triplets=200, tile_size=32, neighborhood=32, base_width=4, z_dim=8, epochs=1,
-    batch_size=50, embed_stride=32, eval_classifier="logreg", eval_cv="both",
+    n_triplets=200, tile_size=32, neighborhood=32, base_width=4, z_dim=8, pooling="center",
+    epochs=1, batch_size=50, embed_stride=32, eval_classifier="logreg", eval_cv="both",
     eval_sizes="20,all", eval_repeats=1, eval_pca_tiles=64, eval_max_labels=200,
     weak_modes=("pixel",), weak_epochs={"pixel": 1, "image": 1},
     weak_tile={"pixel": 32, "image": 50}, weak_max_labels=64, unet_decoder=(8, 8, 8),

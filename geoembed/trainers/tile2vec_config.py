@@ -27,18 +27,21 @@ DEFAULT_NEIGHBORHOOD = 100
 DEFAULT_N_TRIPLETS = 10_000
 
 #: Named recipes: the values of the options left unset (None). ``paper``: Tile2Vec's TileNet
-#: (width 64, z 512, 50 px tiles, 50 epochs), for a GPU. ``cpu``: a TileNet that trains in
-#: about 15 minutes on 2 CPU cores (bench/results/real.md). ``auto`` (the default) is
+#: (width 64, z 512, 50 px tiles, 50 epochs, the last stage averaged), for a GPU. ``cpu``: a
+#: TileNet that trains in about 15 minutes on 2 CPU cores, its embedding the centre cells of
+#: every stage (``pooling="center"``: the recipe that did best on real imagery,
+#: bench/results/real.md). ``auto`` (the default) is
 #: ``paper`` on CUDA and ``cpu`` otherwise. ``n_triplets``, ``tile_size`` and
 #: ``neighborhood`` apply to on-the-fly sampling (a store fixes them).
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"z_dim": 64, "base_width": 16, "epochs": 8, "n_triplets": 4000, "tile_size": 32,
-            "neighborhood": 64},
-    "paper": {"z_dim": 512, "base_width": 64, "epochs": 50, "n_triplets": DEFAULT_N_TRIPLETS,
-              "tile_size": DEFAULT_TILE_SIZE, "neighborhood": DEFAULT_NEIGHBORHOOD},
+    "cpu": {"z_dim": 64, "base_width": 16, "epochs": 8, "pooling": "center",
+            "n_triplets": 4000, "tile_size": 32, "neighborhood": 64},
+    "paper": {"z_dim": 512, "base_width": 64, "epochs": 50, "pooling": "last",
+              "n_triplets": DEFAULT_N_TRIPLETS, "tile_size": DEFAULT_TILE_SIZE,
+              "neighborhood": DEFAULT_NEIGHBORHOOD},
 }
 #: Preset options that apply in both modes (store and on the fly).
-PRESET_MODEL_FIELDS = ("z_dim", "base_width", "epochs")
+PRESET_MODEL_FIELDS = ("z_dim", "base_width", "epochs", "pooling")
 
 #: Allowed values of the numeric options (the message names the CLI flag).
 _RULES: dict[str, Any] = {
@@ -87,7 +90,8 @@ class TrainConfig:
             ``None``: the preset's).
         pooling: ``last`` (the paper's: the last stage averaged over space), ``stages``
             (every stage averaged, concatenated: a longer embedding with the first stages'
-            fine features in it) or ``center`` (every stage's centre cell, concatenated).
+            fine features in it) or ``center`` (every stage's centre cell, concatenated);
+            ``None``: the preset's.
         normalization: ``meanstd`` (per-band standardisation with the scenes' statistics)
             or ``percentile`` (their 2-98 % range mapped to [-1, 1], outliers clipped).
         weights: local weights file to start from (``weights_only=True``): the whole
@@ -130,7 +134,7 @@ class TrainConfig:
     encoder: str = "tilenet"
     z_dim: int | None = None
     base_width: int | None = None
-    pooling: str = "last"
+    pooling: str | None = None
     normalization: str = "meanstd"
     weights: str | None = None
     weights_bands: str | None = None
@@ -162,7 +166,7 @@ class TrainConfig:
             raise InputError("--weights-bands applies only with --weights")
         for key, allowed in (("loss", LOSSES), ("pooling", POOLINGS),
                              ("normalization", NORMALIZATIONS)):
-            if getattr(self, key) not in allowed:
+            if getattr(self, key) is not None and getattr(self, key) not in allowed:
                 raise InputError(f"unknown {key} {getattr(self, key)!r}; use one of "
                                  f"{', '.join(allowed)}")
         if self.preset not in ("auto", *PRESETS):
@@ -183,11 +187,14 @@ class TrainConfig:
         """This config with its unset (None) preset options filled: from ``saved`` (the
         checkpoint's options, when resuming) where it has them, else from the preset
         (model options only: the on-the-fly options are filled by the trainer from
-        ``PRESETS[preset]`` when it samples from scenes); ``preset`` names the preset."""
+        ``PRESETS[preset]`` when it samples from scenes); ``preset`` names the preset. An
+        smp encoder's unset pooling is ``last`` (the presets are TileNet recipes)."""
         name = self.preset_name(device_type)
-        values = {}
+        values: dict[str, Any] = {}
+        if self.encoder != "tilenet" and self.pooling is None and saved is None:
+            values["pooling"] = "last"  # presets are TileNet recipes; smp: the usual pooling
         for key, value in PRESETS[name].items():
-            if getattr(self, key) is not None:
+            if getattr(self, key) is not None or key in values:
                 continue
             if saved is not None and getattr(saved, key) is not None:
                 values[key] = getattr(saved, key)
@@ -227,6 +234,8 @@ class TrainConfig:
             options = {k: v for k, v in options.items() if k not in SCENE_ONLY}
         elif options.get("bands") is not None:
             options["bands"] = tuple(options["bands"])
+        # pooling is stored when not "last" (the only one of earlier versions)
+        options.setdefault("pooling", (ckpt.get("encoder") or {}).get("pooling", "last"))
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in options.items() if k in known}
         kwargs.update({("loss" if k == "name" else k): v for k, v in loss.items()
