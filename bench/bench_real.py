@@ -45,7 +45,15 @@ for all labels also the pooled out-of-fold macro-F1 (what bench_evaluate reporte
     .venv/bin/python bench/bench_real.py --ablation all --dataset beaufort_s2
 
 ``--ablation NAME`` (repeatable, or ``all``) trains one more encoder per dataset with one
-change from the dataset's default (see ABLATIONS) and adds a row to an ablation table.
+change from the dataset's default (see ABLATIONS) and adds a row to an ablation table;
+``--train-seeds 0,1,2`` trains each of them (and the default) once per seed and shows the
+mean ± std over seeds (one seed decided +0.05 or -0.14 in earlier runs); ``--jobs 2`` trains
+two at a time; ``--main NAME`` makes an ablation the encoder of the full tables (so that
+the random encoder shares its pooling); ``--checkpoint NAME=PATH`` adds a row for an
+encoder trained elsewhere (e.g. ``geoembed train`` timed as a user runs it).
+
+    .venv/bin/python bench/bench_real.py --dataset beaufort_s2 --train-minutes 3 \
+        --train-seeds 0,1,2 --ablation center --ablation stages --jobs 2
 """
 
 from __future__ import annotations
@@ -104,6 +112,9 @@ ABLATIONS: dict[str, Override] = {
     "bn-recal": {"eval": "bn-recal"},
     "center-eval": {"eval": "center"},  # the default encoder, each stage's centre cell
     "center": {"pooling": "center"},  # trained with it
+    "center-tile16": {"pooling": "center", "tile_size": 16},
+    "center-percentile": {"pooling": "center", "normalization": "percentile"},
+    "center-jitter": {"pooling": "center", "jitter": 0.2},
     "distant-same": {"distant_other_scene": 0.0},  # several scenes only: never another one
     "budget4x": {"budget": 4.0},
     "stages-jitter": {"pooling": "stages", "jitter": 0.2},
@@ -509,7 +520,8 @@ def dataset_section(ds: Dataset, cfg: dict, budget: float, run: TrainedRun,
     out = [f"### {ds.name}", "", ds.description, ""]
     out += [f"- note: {n}" for n in ds.notes]
     out += [
-        f"- encoder: TileNet base width {cfg['base_width']}, z_dim {cfg['z_dim']}, tile "
+        f"- encoder: TileNet base width {cfg['base_width']}, z_dim {cfg['z_dim']}, pooling "
+        f"{cfg.get('pooling', 'last')}, tile "
         f"{cfg['tile_size']} px, neighborhood {cfg['neighborhood']} px, {cfg['loss']} loss, "
         f"batch {cfg['batch_size']}, lr {cfg['lr']:g}, augment {cfg['augment']}; "
         f"{cfg['n_triplets']} fresh on-the-fly triplets per epoch, {run.epochs} epochs "
@@ -621,9 +633,10 @@ def run_dataset(ds: Dataset, args: argparse.Namespace, sizes: tuple[int | str, .
     seeds = args.train_seeds or [args.seed]
     names = (list(ABLATIONS) if "all" in args.ablation else args.ablation) if args.ablation else []
     train_all(ds, args, names, seeds)
-    cfg, budget, _ = train_config(ds.name, args)
+    main = ABLATIONS.get(args.main or "", {})
+    cfg, budget, mode = train_config(ds.name, args, main)
     run = train_budgeted(ds, cfg, budget, args, seeds[0])
-    feats, fcpu = compute_features(ds, run.checkpoint, FEATURES, args)
+    feats, fcpu = compute_features(ds, run.checkpoint, FEATURES, args, mode)
     res, ccpu = run_classifiers(feats, ds, sizes, args)
     out = dataset_section(ds, cfg, budget, run, feats, fcpu, res, ccpu, sizes,
                           args.budget_clock)
@@ -714,6 +727,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "table shows mean ± std over them (default: --seed only)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 is fastest on the shared 2-core machine)")
+    p.add_argument("--main", choices=list(ABLATIONS), default=None,
+                   help="the encoder of the full tables: this ablation's instead of the "
+                   "default (the random encoder then shares its architecture and pooling)")
     p.add_argument("--checkpoint", action="append", metavar="NAME=PATH",
                    help="add an ablation row for a checkpoint trained elsewhere (repeatable)")
     p.add_argument("--jobs", type=int, default=1,
