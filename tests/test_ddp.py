@@ -65,7 +65,8 @@ def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "geoembed.cli",
            "train", str(store), "--out", str(out), "--z-dim", "16", "--base-width", "8",
-           "--batch-size", "4", "--epochs", "2", "--device", "cpu", "--no-augment", "--quiet"]
+           "--pooling", "last", "--batch-size", "4", "--epochs", "2", "--device", "cpu",
+           "--no-augment", "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
