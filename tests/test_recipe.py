@@ -54,6 +54,7 @@ def test_stage_pooling_concatenates_every_stage_average():
     torch.testing.assert_close(z[:, -12:], z_last)  # the last stage's part is the paper's
     assert not torch.allclose(z[:, :4], z[:, -4:])  # the first stage is not the last
     stages.pooling = "center"  # the centre cell of every map (20 px: 20, 10, 5, 3, 2 cells)
+    assert stages.out_dim == 72 and last.out_dim == 12
     with torch.no_grad():
         h, want = last.stem(x), []
         for stage in last.stages:

@@ -77,7 +77,13 @@ class TileNet(nn.Module):
             ch = width
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim = z_dim if pooling == "last" else sum(widths)
+        self.widths = tuple(widths)
+
+    @property
+    def out_dim(self) -> int:
+        """The embedding size: ``z_dim``, or every stage's width summed (``stages`` /
+        ``center``; pooling has no weights, so it may be changed on a trained model)."""
+        return self.z_dim if self.pooling == "last" else sum(self.widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
