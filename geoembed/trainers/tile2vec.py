@@ -243,7 +243,7 @@ def _dataset(store: str | os.PathLike | None, scenes: Sequence | None, cfg: Trai
 
 def _scene_dataset(scenes: Sequence, cfg: TrainConfig) -> tuple[Dataset, dict, dict]:
     """On-the-fly sampling from ``scenes``: band statistics estimated from them."""
-    preset = PRESETS[cfg.preset_name("cpu")]  # cfg is resolved: its preset is a name
+    preset = PRESETS[cfg.preset]  # cfg is resolved: its preset is a name, not "auto"
     n_triplets = int(preset["n_triplets"] if cfg.n_triplets is None else cfg.n_triplets)
     tile_size = int(preset["tile_size"] if cfg.tile_size is None else cfg.tile_size)
     neighborhood = int(preset["neighborhood"] if cfg.neighborhood is None
